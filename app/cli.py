@@ -1,0 +1,231 @@
+"""The `rapport` command: serve, api, worker, migrate, create-org, openapi."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from app.core.errors import DomainError
+from app.core.settings import get_settings
+
+cli = typer.Typer(help="Rapport, a headless CRM.", no_args_is_help=True, add_completion=False)
+console = Console(stderr=True)
+RESTART_BACKOFF_SECONDS = (1, 2, 5, 10, 30)
+
+HostOption = Annotated[str | None, typer.Option(help="Interface to listen on (RAPPORT_API_HOST)")]
+PortOption = Annotated[int | None, typer.Option(help="Port to listen on (RAPPORT_API_PORT)")]
+
+
+@cli.command()
+def serve(host: HostOption = None, port: PortOption = None) -> None:
+    """Everything in one command: database, Redis, migrations, API and worker.
+
+    With RAPPORT_DATABASE_URL / RAPPORT_REDIS_URL unset, embedded servers start under
+    RAPPORT_DATA_DIR (./.rapport); with them set, those servers are used and nothing else starts.
+    """
+    from app.core.db import ensure_database
+    from app.core.embedded import EmbeddedServers
+    from app.core.migrations import upgrade
+
+    settings = get_settings()
+    host, port = host or settings.api_host, port or settings.api_port
+    env = dict(os.environ)
+    embedded: EmbeddedServers | None = None
+    warnings.filterwarnings("ignore", module="platformdirs")
+    try:
+        if not settings.database_url or not settings.redis_url:
+            console.print(f"Starting embedded servers under [bold]{settings.data_dir}[/]…")
+            embedded = EmbeddedServers(settings.data_dir)
+            database_url, redis_url = embedded.start()
+            if not settings.database_url:
+                asyncio.run(ensure_database(database_url))
+                env["RAPPORT_DATABASE_URL"] = database_url
+            if not settings.redis_url:
+                env["RAPPORT_REDIS_URL"] = redis_url
+        env["RAPPORT_SECRET_KEY"] = settings.jwt_secret()
+        console.print("Applying migrations…")
+        upgrade(env["RAPPORT_DATABASE_URL"])
+        _supervise(env, host, port)
+    finally:
+        if embedded is not None:
+            console.print("Stopping embedded servers…")
+            embedded.stop()
+
+
+def _supervise(env: dict[str, str], host: str, port: int) -> None:
+    """Runs the API and the worker as child processes, restarting either if it dies."""
+    commands = {
+        "api": [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "api",
+            "--host",
+            host,
+            "--port",
+            str(port),
+        ],
+        "worker": [sys.executable, "-m", "app.cli", "worker"],
+    }
+    children = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
+    restarts = dict.fromkeys(commands, 0)
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    base = f"http://{host}:{port}"
+    console.print(
+        f"\n[bold green]Rapport is running[/]\n"
+        f"  API      {base}/api/v1\n"
+        f"  Docs     {base}/docs\n"
+        f"  Sign up  curl -X POST {base}/api/v1/auth/signup -H 'Content-Type: application/json' \\\n"
+        f'             -d \'{{"organization_name": "Acme", "email": "you@example.com", '
+        f'"password": "a long passphrase", "full_name": "You"}}\'\n'
+        f"  Stop     Ctrl-C\n"
+    )
+    try:
+        while not stopping:
+            time.sleep(0.5)
+            for name, child in list(children.items()):
+                if child.poll() is None or stopping:
+                    continue
+                delay = RESTART_BACKOFF_SECONDS[min(restarts[name], len(RESTART_BACKOFF_SECONDS) - 1)]
+                console.print(f"[yellow]{name} exited with {child.returncode}; restarting in {delay} s[/]")
+                time.sleep(delay)
+                restarts[name] += 1
+                children[name] = subprocess.Popen(commands[name], env=env)
+    finally:
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for child in children.values():
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@cli.command()
+def api(
+    host: HostOption = None,
+    port: PortOption = None,
+    workers: Annotated[int | None, typer.Option(help="Processes (RAPPORT_API_WORKERS)")] = None,
+) -> None:
+    """The HTTP API (uvicorn), against RAPPORT_DATABASE_URL and RAPPORT_REDIS_URL."""
+    import uvicorn
+
+    settings = get_settings()
+    os.environ.setdefault("RAPPORT_SECRET_KEY", settings.jwt_secret())
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers or settings.api_workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
+    )
+
+
+@cli.command()
+def worker() -> None:
+    """The background worker (arq): jobs and cron schedules."""
+    from arq import run_worker
+
+    from app.jobs.worker import WorkerSettings, worker_options
+
+    run_worker(WorkerSettings, **worker_options())  # type: ignore[arg-type]
+
+
+@cli.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+) -> None:
+    """Apply database migrations up to REVISION."""
+    from app.core.migrations import upgrade
+
+    upgrade(revision=revision)
+    console.print(f"Database migrated to {revision}.")
+
+
+@cli.command("create-org")
+def create_org(
+    name: Annotated[str, typer.Option(help="Organisation name")],
+    email: Annotated[str, typer.Option(help="The owner's e-mail")],
+    full_name: Annotated[str, typer.Option(help="The owner's name")],
+    password: Annotated[
+        str | None,
+        typer.Option(
+            help="The owner's password (asked for when omitted)",
+            envvar="RAPPORT_OWNER_PASSWORD",
+        ),
+    ] = None,
+) -> None:
+    """Create an organisation and its owner (when sign-up is switched off)."""
+    from app.core.normalize import normalize_email
+    from app.services.organizations import found_organization
+
+    secret = password or getpass.getpass("Owner password: ")
+
+    async def create() -> tuple[str, str]:
+        from app.core.db import create_engine, create_session_factory
+
+        engine = create_engine(get_settings(), pool_size=1)
+        try:
+            async with create_session_factory(engine)() as session, session.begin():
+                founded = await found_organization(
+                    session,
+                    organization_name=name,
+                    email=normalize_email(email),
+                    password=secret,
+                    full_name=full_name,
+                )
+                return str(founded.organization.id), str(founded.owner.id)
+        finally:
+            await engine.dispose()
+
+    try:
+        organization_id, user_id = asyncio.run(create())
+    except DomainError as error:
+        console.print(f"[red]{error.detail}[/]")
+        raise typer.Exit(1) from error
+    typer.echo(json.dumps({"organization_id": organization_id, "user_id": user_id}))
+
+
+@cli.command()
+def openapi(
+    output: Annotated[Path, typer.Option(help="Where to write the document")] = Path("openapi/openapi.json"),
+) -> None:
+    """Write the OpenAPI document the app serves (commit it; a test compares the two)."""
+    from app.openapi import render_openapi
+
+    output.write_text(render_openapi())
+    console.print(f"Wrote {output}")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Audit rows, written by services in the request's own transaction (DESIGN.md §2)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import inspect
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.context import request_id_var
+from app.core.enums import AuditAction
+from app.core.jsonable import jsonable
+from app.core.principal import Principal
+from app.models.audit import AuditEntry
+
+# Derived or bookkeeping columns: never "a change" a person made.
+_NOT_AUDITED = frozenset(
+    {
+        "organization_id",
+        "id",
+        "version",
+        "created_at",
+        "updated_at",
+        "search_text",
+        "company_search_text",
+        "search_grams",
+        "password_hash",
+    }
+)
+
+Snapshot = dict[str, Any]
+Changes = dict[str, dict[str, Any]]
+
+
+def snapshot(entity: Any, *, exclude: Iterable[str] = ()) -> Snapshot:
+    """The audited column values of an ORM object, as JSON values."""
+    skip = _NOT_AUDITED | set(exclude)
+    return {
+        attr.key: jsonable(getattr(entity, attr.key))
+        for attr in inspect(entity).mapper.column_attrs
+        if attr.key not in skip
+    }
+
+
+def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> Changes:
+    return {
+        key: {"before": before.get(key), "after": after.get(key)}
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    }
+
+
+def creation(after: Mapping[str, Any]) -> Changes:
+    return {
+        key: {"before": None, "after": value} for key, value in sorted(after.items()) if value not in (None, [], {})
+    }
+
+
+def record(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    action: AuditAction,
+    entity_type: str,
+    entity_id: uuid.UUID,
+    changes: Changes,
+) -> None:
+    session.add(
+        AuditEntry(
+            organization_id=principal.organization_id,
+            actor_type=principal.kind,
+            actor_id=principal.id,
+            action=action,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            changes=changes,
+            request_id=request_id_var.get(),
+        )
+    )

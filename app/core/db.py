@@ -1,0 +1,102 @@
+"""The database engine and session factory. One request = one session = one transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import NullPool
+
+from app.core.settings import Settings
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def create_engine(settings: Settings, *, url: str | None = None, pool_size: int | None = None) -> AsyncEngine:
+    database_url = url or settings.database_url
+    if not database_url:
+        raise RuntimeError("RAPPORT_DATABASE_URL is not set (use `rapport serve` for an embedded database)")
+    server_settings = {"application_name": "rapport", "jit": "off"}
+    if settings.database_statement_timeout_ms:
+        server_settings["statement_timeout"] = str(settings.database_statement_timeout_ms)
+    return create_async_engine(
+        database_url,
+        pool_size=pool_size or settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        # No pre-ping: it costs a round trip per request; a dropped connection is invalidated
+        # on first use and the pool replaces it.
+        pool_recycle=1800,
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
+        connect_args={"server_settings": server_settings},
+    )
+
+
+def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The PostgreSQL error code behind a SQLAlchemy/asyncpg exception, if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(code, str):
+            return code
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return None
+
+
+def _admin_engine(url: str) -> AsyncEngine:
+    return create_async_engine(
+        make_url(url).set(database="postgres"),
+        isolation_level="AUTOCOMMIT",
+        poolclass=NullPool,
+    )
+
+
+async def ensure_database(url: str) -> bool:
+    """Creates the database `url` names if it is missing; True if it was created.
+
+    On PostgreSQL 17+ the database uses the built-in C.UTF-8 locale, so case folding and
+    character classes follow Unicode whatever locale the server was initialised with.
+    """
+    name = make_url(url).database
+    if not name:
+        raise ValueError("the database URL names no database")
+    engine = _admin_engine(url)
+    try:
+        async with engine.connect() as connection:
+            if await connection.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}):
+                return False
+            version = int(await connection.scalar(text("SHOW server_version_num")) or 0)
+            locale = (
+                " TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER builtin BUILTIN_LOCALE 'C.UTF-8'"
+                if version >= 170000
+                else ""
+            )
+            quoted = name.replace('"', '""')
+            await connection.execute(text(f'CREATE DATABASE "{quoted}"{locale}'))
+            return True
+    finally:
+        await engine.dispose()
+
+
+async def drop_database(url: str) -> None:
+    name = make_url(url).database
+    engine = _admin_engine(url)
+    try:
+        async with engine.connect() as connection:
+            quoted = (name or "").replace('"', '""')
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{quoted}" WITH (FORCE)'))
+    finally:
+        await engine.dispose()

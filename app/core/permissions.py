@@ -1,0 +1,90 @@
+"""Roles, scopes and record visibility (DESIGN.md §4).
+
+A role is a named set of scopes; an API key carries scopes directly. Every route asks for one
+scope, so people and integrations are authorised by the same check.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Scope(StrEnum):
+    contacts_read = "contacts:read"
+    contacts_write = "contacts:write"
+    companies_read = "companies:read"
+    companies_write = "companies:write"
+    custom_fields_read = "custom_fields:read"
+    custom_fields_write = "custom_fields:write"
+    users_read = "users:read"
+    users_write = "users:write"
+    teams_read = "teams:read"
+    teams_write = "teams:write"
+    api_keys_manage = "api_keys:manage"
+    audit_read = "audit:read"
+    organization_read = "organization:read"
+    organization_write = "organization:write"
+
+
+class Role(StrEnum):
+    owner = "owner"
+    admin = "admin"
+    manager = "manager"
+    sales = "sales"
+    support = "support"
+    marketing = "marketing"
+    viewer = "viewer"
+
+
+class Visibility(StrEnum):
+    """Which contacts and companies the restricted roles (sales, support) see."""
+
+    all = "all"
+    team = "team"
+    own = "own"
+
+
+_EVERYONE = frozenset(
+    {
+        Scope.contacts_read,
+        Scope.companies_read,
+        Scope.custom_fields_read,
+        Scope.users_read,
+        Scope.teams_read,
+        Scope.organization_read,
+    }
+)
+_RECORD_WRITERS = _EVERYONE | {Scope.contacts_write, Scope.companies_write}
+
+ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
+    Role.owner: frozenset(Scope),
+    Role.admin: frozenset(Scope),
+    Role.manager: _RECORD_WRITERS | {Scope.teams_write},
+    Role.sales: _RECORD_WRITERS,
+    Role.support: _EVERYONE | {Scope.contacts_write},
+    Role.marketing: _EVERYONE | {Scope.contacts_write},
+    Role.viewer: _EVERYONE,
+}
+
+RESTRICTED_ROLES = frozenset({Role.sales, Role.support})
+
+# Integrations get data scopes; managing people and keys stays with people.
+API_KEY_SCOPES = frozenset(
+    {
+        Scope.contacts_read,
+        Scope.contacts_write,
+        Scope.companies_read,
+        Scope.companies_write,
+        Scope.custom_fields_read,
+        Scope.users_read,
+        Scope.teams_read,
+        Scope.audit_read,
+        Scope.organization_read,
+    }
+)
+
+# Who may grant which role: an admin cannot mint owners.
+ASSIGNABLE_ROLES: dict[Role, frozenset[Role]] = {
+    Role.owner: frozenset(Role),
+    Role.admin: frozenset(Role) - {Role.owner},
+}

@@ -1,0 +1,92 @@
+"""The transaction boundary: one request, one session, one commit (STYLE habit 4).
+
+`TransactionalRoute` wraps every API route: it opens the session the handlers use, runs the
+route (dependencies, endpoint, serialisation), and commits only when the reply is a success,
+before the reply is sent, so a client never sees a 2xx for a write that did not commit. The
+first reply to a POST with an `Idempotency-Key` is stored inside that same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any, ClassVar
+
+from fastapi import Request, Response
+from fastapi.params import Depends
+from fastapi.routing import APIRoute
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core import idempotency
+from app.core.errors import DomainError
+
+SESSION_STATE_KEY = "db"
+IDEMPOTENCY_CLAIM_STATE_KEY = "idempotency_claim"
+
+
+class IdempotentReplay(Exception):
+    """Raised during dependency solving when a stored first reply answers the request."""
+
+    def __init__(self, reply: idempotency.StoredReply) -> None:
+        super().__init__("idempotent replay")
+        self.reply = reply
+
+    def response(self) -> Response:
+        headers = {**self.reply.headers, "Idempotent-Replayed": "true"}
+        return Response(self.reply.body, status_code=self.reply.status_code, headers=headers)
+
+
+def request_session(request: Request) -> AsyncSession:
+    session: AsyncSession = getattr(request.state, SESSION_STATE_KEY)
+    return session
+
+
+class TransactionalRoute(APIRoute):
+    # Dependencies every POST gets (the router layer sets the idempotency guard here).
+    post_dependencies: ClassVar[list[Depends]] = []
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        methods = {m.upper() for m in kwargs.get("methods") or ()}
+        if "POST" in methods and self.post_dependencies:
+            kwargs["dependencies"] = [
+                *(kwargs.get("dependencies") or []),
+                *self.post_dependencies,
+            ]
+        super().__init__(path, endpoint, **kwargs)
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handle_in_transaction(request: Request) -> Response:
+            sessions: async_sessionmaker[AsyncSession] = request.app.state.session_factory
+            async with sessions() as session:
+                setattr(request.state, SESSION_STATE_KEY, session)
+                try:
+                    response = await handle(request)
+                except IdempotentReplay as replay:
+                    await session.rollback()
+                    return replay.response()
+                except DomainError as error:
+                    if error.commit_transaction:
+                        await session.commit()
+                    else:
+                        await session.rollback()
+                    raise
+                except BaseException:
+                    await session.rollback()
+                    raise
+                if response.status_code >= 400:
+                    await session.rollback()
+                    return response
+                claim = getattr(request.state, IDEMPOTENCY_CLAIM_STATE_KEY, None)
+                if claim is not None:
+                    await idempotency.store(
+                        session,
+                        claim,
+                        status_code=response.status_code,
+                        headers=dict(response.headers),
+                        body=bytes(response.body),
+                    )
+                await session.commit()
+                return response
+
+        return handle_in_transaction

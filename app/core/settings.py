@@ -1,0 +1,93 @@
+"""Configuration, read once from `RAPPORT_*` environment variables (or a `.env` file)."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["development", "test", "production"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAPPORT_", env_file=".env", extra="ignore")
+
+    environment: Environment = "development"
+    data_dir: Path = Path(".rapport")
+
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql+asyncpg://… ; unset means `rapport serve` starts an embedded server.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://… or unix://… ; unset means an embedded Redis.",
+    )
+    database_pool_size: int = Field(default=10, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
+    database_statement_timeout_ms: int = Field(default=30_000, ge=0)
+
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs JWTs. Required in production; generated under data_dir otherwise.",
+    )
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    access_token_ttl_seconds: int = Field(default=15 * 60, ge=30)
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    signup_enabled: bool = True
+    password_min_length: int = Field(default=10, ge=8)
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_cost_kib: int = Field(default=65_536, ge=1024)
+
+    max_request_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    idempotency_lock_timeout_ms: int = Field(default=10_000, ge=100)
+
+    rate_limit_enabled: bool = True
+    rate_limit_user_per_minute: int = Field(default=1200, ge=1)
+    rate_limit_api_key_per_minute: int = Field(default=6000, ge=1)
+    rate_limit_anonymous_per_minute: int = Field(default=60, ge=1)
+
+    default_phone_region: str = Field(default="CN", min_length=2, max_length=2)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_workers: int = Field(default=1, ge=1)
+    worker_max_jobs: int = Field(default=10, ge=1)
+    queue_name: str = "rapport:queue"
+
+    @field_validator("default_phone_region")
+    @classmethod
+    def _upper_region(cls, value: str) -> str:
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _production_needs_a_secret(self) -> Settings:
+        if self.environment == "production":
+            key = self.secret_key.get_secret_value() if self.secret_key else ""
+            if len(key) < 32:
+                raise ValueError("RAPPORT_SECRET_KEY must be set to at least 32 characters in production")
+        return self
+
+    def jwt_secret(self) -> str:
+        """The signing secret; outside production one is generated once and kept in data_dir."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,67 @@
+"""The ASGI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import __version__
+from app.core.db import create_engine, create_session_factory
+from app.core.logging import configure_logging
+from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.core.problems import install_problem_handlers
+from app.core.ratelimit import RateLimiter
+from app.core.redis import create_redis
+from app.core.settings import Settings, get_settings
+from app.routers import health
+from app.routers.v1 import ROUTERS
+
+DESCRIPTION = """
+Rapport is a headless CRM: everything is an API call.
+
+* **Auth**: `Authorization: Bearer <access token>` from `/api/v1/auth/token` or `/api/v1/auth/signup`,
+  or `X-API-Key` for integrations.
+* **Lists** take `limit` (≤ 500) and `cursor`, and reply `{"items": [...], "next_cursor": ...}`.
+* **Writes**: send `If-Match` with the `ETag` you read to avoid lost updates (412 if stale), and
+  `Idempotency-Key` on POST to make retries safe.
+* **Errors** are RFC 9457 problem documents (`application/problem+json`).
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.engine = create_engine(settings)
+        app.state.session_factory = create_session_factory(app.state.engine)
+        app.state.redis = create_redis(settings)
+        app.state.rate_limiter = RateLimiter(app.state.redis)
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+            await app.state.engine.dispose()
+
+    app = FastAPI(
+        title="Rapport",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "auth", "description": "Sign-up, sign-in, tokens"},
+            {"name": "contacts", "description": "People"},
+            {"name": "companies", "description": "Organisations you sell to"},
+        ],
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app

@@ -1,0 +1,31 @@
+"""All tables, imported so that `Base.metadata` is complete (Alembic reads it)."""
+
+from app.models.audit import AuditEntry
+from app.models.base import Base
+from app.models.company import Company
+from app.models.contact import Contact
+from app.models.custom_field import CustomFieldDefinition
+from app.models.idempotency import IdempotencyRecord
+from app.models.organization import (
+    ApiKey,
+    Organization,
+    RefreshToken,
+    Team,
+    TeamMember,
+    User,
+)
+
+__all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "Base",
+    "Company",
+    "Contact",
+    "CustomFieldDefinition",
+    "IdempotencyRecord",
+    "Organization",
+    "RefreshToken",
+    "Team",
+    "TeamMember",
+    "User",
+]

@@ -1,0 +1,211 @@
+"""FastAPI dependencies shared by every router: session, caller, scopes, ETags, paging."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar
+
+from fastapi import Depends, Header, Query, Request, Response
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core import idempotency
+from app.core.errors import PreconditionFailed, RateLimited, Unauthorized
+from app.core.middleware import RATE_LIMIT_STATE_KEY
+from app.core.pagination import MAX_LIMIT
+from app.core.permissions import Scope
+from app.core.principal import Principal
+from app.core.ratelimit import RateLimiter
+from app.core.routing import (
+    IDEMPOTENCY_CLAIM_STATE_KEY,
+    IdempotentReplay,
+    TransactionalRoute,
+    request_session,
+)
+from app.core.settings import Settings
+from app.schemas.common import Problem
+from app.schemas.search import SearchRequest
+from app.services import auth
+from app.services.records import FindQuery
+
+API_PREFIX = "/api/v1"
+SessionDep = Annotated[AsyncSession, Depends(request_session)]
+
+_bearer = OAuth2PasswordBearer(tokenUrl=API_PREFIX + "/auth/token", auto_error=False, scheme_name="bearer")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="api_key")
+_PRINCIPAL_STATE_KEY = "principal"
+
+
+def app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def _limit(request: Request, identity: str, limit: int) -> None:
+    if not app_settings(request).rate_limit_enabled:
+        return
+    limiter: RateLimiter = request.app.state.rate_limiter
+    state = await limiter.hit(identity, limit=limit)
+    if state is None:
+        return
+    setattr(request.state, RATE_LIMIT_STATE_KEY, state)
+    if state.exceeded:
+        raise RateLimited(state.reset_seconds)
+
+
+async def optional_principal(
+    request: Request,
+    session: SessionDep,
+    token: Annotated[str | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+) -> Principal | None:
+    """The caller, if it sent credentials; bad credentials are a 401 even where auth is optional."""
+    settings = app_settings(request)
+    if api_key:
+        principal = await auth.authenticate_api_key(session, api_key)
+        await _limit(request, f"api_key:{principal.id}", settings.rate_limit_api_key_per_minute)
+    elif token:
+        principal = await auth.authenticate_bearer(session, token)
+        await _limit(request, f"user:{principal.id}", settings.rate_limit_user_per_minute)
+    else:
+        return None
+    setattr(request.state, _PRINCIPAL_STATE_KEY, principal)
+    return principal
+
+
+async def current_principal(
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+) -> Principal:
+    if principal is None:
+        raise Unauthorized("Send a bearer token (Authorization: Bearer …) or an API key (X-API-Key)")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def require(scope: Scope) -> Any:
+    """`Annotated[Principal, require(Scope.contacts_write)]`: the caller, holding that scope."""
+
+    async def holding_scope(principal: PrincipalDep) -> Principal:
+        principal.require(scope)
+        return principal
+
+    holding_scope.__name__ = f"require_{scope.name}"
+    return Depends(holding_scope)
+
+
+async def anonymous_rate_limit(request: Request) -> None:
+    """Sign-up and sign-in are limited per client address, against guessing passwords."""
+    client = request.client.host if request.client else "unknown"
+    await _limit(request, f"ip:{client}", app_settings(request).rate_limit_anonymous_per_minute)
+
+
+async def idempotency_guard(
+    request: Request,
+    session: SessionDep,
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="Makes the POST safe to retry for 24 h: a repeat replays the first reply",
+        ),
+    ] = None,
+) -> None:
+    if idempotency_key is None:
+        return
+    settings = app_settings(request)
+    body = await request.body()
+    outcome = await idempotency.claim(
+        session,
+        scope=f"{principal.kind}:{principal.id}" if principal else "anonymous",
+        key=idempotency_key,
+        organization_id=principal.organization_id if principal else None,
+        request_fingerprint=idempotency.fingerprint(request.method, request.url.path, request.url.query, body),
+        ttl_seconds=settings.idempotency_ttl_seconds,
+        lock_timeout_ms=settings.idempotency_lock_timeout_ms,
+    )
+    if isinstance(outcome, idempotency.StoredReply):
+        raise IdempotentReplay(outcome)
+    setattr(request.state, IDEMPOTENCY_CLAIM_STATE_KEY, outcome)
+
+
+class ApiRoute(TransactionalRoute):
+    post_dependencies: ClassVar[list[Any]] = [Depends(idempotency_guard)]
+
+
+_ETAG = re.compile(r'^(?:W/)?"(\d{1,10})"$')
+
+
+def expected_version(
+    if_match: Annotated[
+        str | None,
+        Header(
+            alias="If-Match",
+            description='An ETag from a read, such as W/"3"; the write fails with 412 if stale',
+        ),
+    ] = None,
+) -> int | None:
+    """The version `If-Match` names; `*` or no header means any version. Weak and strong forms
+    both compare by version number (the version is exact, the W/ only says the body may vary)."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    match = _ETAG.match(if_match.strip())
+    if match is None:
+        raise PreconditionFailed('If-Match must be one ETag as returned by a read, such as W/"3"')
+    return int(match.group(1))
+
+
+ExpectedVersionDep = Annotated[int | None, Depends(expected_version)]
+LimitDep = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size")]
+CursorDep = Annotated[str | None, Query(max_length=2000, description="`next_cursor` of the previous page")]
+SortDep = Annotated[
+    str | None,
+    Query(max_length=200, description="Comma-separated fields; `-` sorts descending"),
+]
+
+
+def set_etag(response: Response, version: int) -> None:
+    response.headers["ETag"] = f'W/"{version}"'
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the problem documents a route can return."""
+    return {
+        status: {
+            "model": Problem,
+            "content": {"application/problem+json": {}},
+            "description": _DESCRIPTIONS[status],
+        }
+        for status in statuses
+    }
+
+
+_DESCRIPTIONS = {
+    400: "Bad request",
+    401: "Missing, invalid or expired credentials",
+    403: "The caller lacks the scope or role",
+    404: "No such record in the caller's organisation (or not visible to the caller)",
+    409: "Conflicts with the current state or a concurrent request",
+    412: "If-Match named a stale version; nothing was written",
+    413: "The request body is too large",
+    422: "The request is invalid; `errors` lists each problem",
+    429: "Rate limit exceeded; see Retry-After",
+}
+AUTHENTICATED = (401, 403, 422, 429)
+
+
+def search_query(body: SearchRequest) -> FindQuery:
+    return FindQuery(
+        filter=body.filter,
+        q=body.q,
+        sort=body.sort or None,
+        cursor=body.cursor,
+        limit=body.limit,
+        archived=body.archived,
+        filter_loc=("body", "filter"),
+        sort_loc=("body", "sort"),
+    )

@@ -1,0 +1,31 @@
+"""Version 1 of the API, under /api/v1 (each router carries the full prefix, so route
+templates in logs and metrics read as the client sees them)."""
+
+from fastapi import APIRouter
+
+from app.routers.v1 import (
+    api_keys,
+    audit_log,
+    auth,
+    companies,
+    contacts,
+    custom_fields,
+    organization,
+    teams,
+    users,
+)
+
+ROUTERS: tuple[APIRouter, ...] = tuple(
+    module.router
+    for module in (
+        auth,
+        organization,
+        users,
+        teams,
+        api_keys,
+        custom_fields,
+        contacts,
+        companies,
+        audit_log,
+    )
+)

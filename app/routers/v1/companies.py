@@ -1,0 +1,207 @@
+"""/api/v1/companies"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from app.core.enums import CompanySize
+from app.core.pagination import DEFAULT_LIMIT, Page
+from app.core.permissions import Scope
+from app.core.principal import Principal
+from app.routers.deps import (
+    API_PREFIX,
+    AUTHENTICATED,
+    ApiRoute,
+    CursorDep,
+    ExpectedVersionDep,
+    LimitDep,
+    SessionDep,
+    SortDep,
+    problems,
+    require,
+    search_query,
+    set_etag,
+)
+from app.schemas.audit import AuditEntryPage, AuditEntryRead
+from app.schemas.common import CountryCode, Domain
+from app.schemas.company import CompanyCreate, CompanyPage, CompanyRead, CompanyUpdate
+from app.schemas.search import SearchRequest
+from app.services import companies
+from app.services.records import FindQuery
+
+router = APIRouter(prefix=API_PREFIX + "/companies", tags=["companies"], route_class=ApiRoute)
+Reader = Annotated[Principal, require(Scope.companies_read)]
+Writer = Annotated[Principal, require(Scope.companies_write)]
+
+
+def _page(page: Page[Any]) -> CompanyPage:
+    return CompanyPage(
+        items=[CompanyRead.model_validate(c) for c in page.items],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get(
+    "",
+    operation_id="companies_list",
+    response_model=CompanyPage,
+    responses=problems(*AUTHENTICATED),
+)
+async def list_companies(
+    session: SessionDep,
+    principal: Reader,
+    q: Annotated[
+        str | None,
+        Query(max_length=200, description="Substring of the name, domain or phone"),
+    ] = None,
+    domain: Domain | None = None,
+    industry: str | None = None,
+    size: CompanySize | None = None,
+    city: str | None = None,
+    region: str | None = None,
+    country: CountryCode | None = None,
+    owner_id: uuid.UUID | None = None,
+    tag: str | None = None,
+    external_id: str | None = None,
+    archived: Annotated[bool, Query(description="List archived companies instead of active ones")] = False,
+    sort: SortDep = None,
+    cursor: CursorDep = None,
+    limit: LimitDep = DEFAULT_LIMIT,
+) -> CompanyPage:
+    equals = {
+        "domain": domain,
+        "industry": industry,
+        "size": size,
+        "city": city,
+        "region": region,
+        "country": country,
+        "owner_id": owner_id,
+        "tags": tag,
+        "external_id": external_id,
+    }
+    query = FindQuery(
+        equals={k: str(v) for k, v in equals.items() if v is not None},
+        q=q,
+        sort=sort,
+        cursor=cursor,
+        limit=limit,
+        archived=archived,
+    )
+    return _page(await companies.find_companies(session, principal, query))
+
+
+@router.post(
+    "/search",
+    operation_id="companies_search",
+    response_model=CompanyPage,
+    responses=problems(*AUTHENTICATED),
+)
+async def search_companies(session: SessionDep, principal: Reader, body: SearchRequest) -> CompanyPage:
+    return _page(await companies.find_companies(session, principal, search_query(body)))
+
+
+@router.post(
+    "",
+    operation_id="companies_create",
+    status_code=201,
+    response_model=CompanyRead,
+    responses=problems(*AUTHENTICATED, 409),
+)
+async def create_company(
+    session: SessionDep, principal: Writer, body: CompanyCreate, response: Response
+) -> CompanyRead:
+    company = await companies.create_company(session, principal, data=body)
+    response.headers["Location"] = f"/api/v1/companies/{company.id}"
+    set_etag(response, company.version)
+    return CompanyRead.model_validate(company)
+
+
+@router.get(
+    "/{company_id}",
+    operation_id="companies_get",
+    response_model=CompanyRead,
+    responses=problems(*AUTHENTICATED, 404),
+)
+async def get_company(session: SessionDep, principal: Reader, company_id: uuid.UUID, response: Response) -> CompanyRead:
+    company = await companies.get_company(session, principal, company_id)
+    set_etag(response, company.version)
+    return CompanyRead.model_validate(company)
+
+
+@router.patch(
+    "/{company_id}",
+    operation_id="companies_update",
+    response_model=CompanyRead,
+    responses=problems(*AUTHENTICATED, 404, 409, 412),
+)
+async def update_company(
+    session: SessionDep,
+    principal: Writer,
+    company_id: uuid.UUID,
+    body: CompanyUpdate,
+    version: ExpectedVersionDep,
+    response: Response,
+) -> CompanyRead:
+    company = await companies.update_company(session, principal, company_id, data=body, expected_version=version)
+    set_etag(response, company.version)
+    return CompanyRead.model_validate(company)
+
+
+@router.delete(
+    "/{company_id}",
+    operation_id="companies_archive",
+    response_model=CompanyRead,
+    responses=problems(*AUTHENTICATED, 404, 409, 412),
+    summary="Archive a company (restorable)",
+)
+async def archive_company(
+    session: SessionDep,
+    principal: Writer,
+    company_id: uuid.UUID,
+    version: ExpectedVersionDep,
+    response: Response,
+) -> CompanyRead:
+    company = await companies.archive_company(session, principal, company_id, expected_version=version)
+    set_etag(response, company.version)
+    return CompanyRead.model_validate(company)
+
+
+@router.post(
+    "/{company_id}/restore",
+    operation_id="companies_restore",
+    response_model=CompanyRead,
+    responses=problems(*AUTHENTICATED, 404, 409, 412),
+)
+async def restore_company(
+    session: SessionDep,
+    principal: Writer,
+    company_id: uuid.UUID,
+    version: ExpectedVersionDep,
+    response: Response,
+) -> CompanyRead:
+    company = await companies.restore_company(session, principal, company_id, expected_version=version)
+    set_etag(response, company.version)
+    return CompanyRead.model_validate(company)
+
+
+@router.get(
+    "/{company_id}/history",
+    operation_id="companies_history",
+    response_model=AuditEntryPage,
+    responses=problems(*AUTHENTICATED, 404),
+)
+async def get_company_history(
+    session: SessionDep,
+    principal: Reader,
+    company_id: uuid.UUID,
+    cursor: CursorDep = None,
+    limit: LimitDep = DEFAULT_LIMIT,
+) -> AuditEntryPage:
+    page = await companies.company_history(session, principal, company_id, cursor=cursor, limit=limit)
+    return AuditEntryPage(
+        items=[AuditEntryRead.model_validate(e) for e in page.items],
+        next_cursor=page.next_cursor,
+    )

@@ -1,0 +1,214 @@
+"""/api/v1/contacts"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from app.core.enums import ContactSource, LifecycleStage
+from app.core.pagination import DEFAULT_LIMIT, Page
+from app.core.permissions import Scope
+from app.core.principal import Principal
+from app.routers.deps import (
+    API_PREFIX,
+    AUTHENTICATED,
+    ApiRoute,
+    CursorDep,
+    ExpectedVersionDep,
+    LimitDep,
+    SessionDep,
+    SortDep,
+    problems,
+    require,
+    search_query,
+    set_etag,
+)
+from app.schemas.audit import AuditEntryPage, AuditEntryRead
+from app.schemas.common import CountryCode, Email, Phone
+from app.schemas.contact import ContactCreate, ContactPage, ContactRead, ContactUpdate
+from app.schemas.search import SearchRequest
+from app.services import contacts
+from app.services.records import FindQuery
+
+router = APIRouter(prefix=API_PREFIX + "/contacts", tags=["contacts"], route_class=ApiRoute)
+Reader = Annotated[Principal, require(Scope.contacts_read)]
+Writer = Annotated[Principal, require(Scope.contacts_write)]
+
+
+def _page(page: Page[Any]) -> ContactPage:
+    return ContactPage(
+        items=[ContactRead.model_validate(c) for c in page.items],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get(
+    "",
+    operation_id="contacts_list",
+    response_model=ContactPage,
+    responses=problems(*AUTHENTICATED),
+)
+async def list_contacts(
+    session: SessionDep,
+    principal: Reader,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="Substring of a name, e-mail, phone or company name",
+        ),
+    ] = None,
+    email: Email | None = None,
+    phone: Phone | None = None,
+    city: str | None = None,
+    region: str | None = None,
+    country: CountryCode | None = None,
+    lifecycle_stage: LifecycleStage | None = None,
+    source: ContactSource | None = None,
+    owner_id: uuid.UUID | None = None,
+    company_id: uuid.UUID | None = None,
+    tag: str | None = None,
+    external_id: str | None = None,
+    archived: Annotated[bool, Query(description="List archived contacts instead of active ones")] = False,
+    sort: SortDep = None,
+    cursor: CursorDep = None,
+    limit: LimitDep = DEFAULT_LIMIT,
+) -> ContactPage:
+    equals = {
+        "email": email,
+        "phone": phone,
+        "city": city,
+        "region": region,
+        "country": country,
+        "lifecycle_stage": lifecycle_stage,
+        "source": source,
+        "owner_id": owner_id,
+        "company_id": company_id,
+        "tags": tag,
+        "external_id": external_id,
+    }
+    query = FindQuery(
+        equals={k: str(v) for k, v in equals.items() if v is not None},
+        q=q,
+        sort=sort,
+        cursor=cursor,
+        limit=limit,
+        archived=archived,
+    )
+    return _page(await contacts.find_contacts(session, principal, query))
+
+
+@router.post(
+    "/search",
+    operation_id="contacts_search",
+    response_model=ContactPage,
+    responses=problems(*AUTHENTICATED),
+)
+async def search_contacts(session: SessionDep, principal: Reader, body: SearchRequest) -> ContactPage:
+    return _page(await contacts.find_contacts(session, principal, search_query(body)))
+
+
+@router.post(
+    "",
+    operation_id="contacts_create",
+    status_code=201,
+    response_model=ContactRead,
+    responses=problems(*AUTHENTICATED, 409),
+)
+async def create_contact(
+    session: SessionDep, principal: Writer, body: ContactCreate, response: Response
+) -> ContactRead:
+    contact = await contacts.create_contact(session, principal, data=body)
+    response.headers["Location"] = f"/api/v1/contacts/{contact.id}"
+    set_etag(response, contact.version)
+    return ContactRead.model_validate(contact)
+
+
+@router.get(
+    "/{contact_id}",
+    operation_id="contacts_get",
+    response_model=ContactRead,
+    responses=problems(*AUTHENTICATED, 404),
+)
+async def get_contact(session: SessionDep, principal: Reader, contact_id: uuid.UUID, response: Response) -> ContactRead:
+    contact = await contacts.get_contact(session, principal, contact_id)
+    set_etag(response, contact.version)
+    return ContactRead.model_validate(contact)
+
+
+@router.patch(
+    "/{contact_id}",
+    operation_id="contacts_update",
+    response_model=ContactRead,
+    responses=problems(*AUTHENTICATED, 404, 409, 412),
+)
+async def update_contact(
+    session: SessionDep,
+    principal: Writer,
+    contact_id: uuid.UUID,
+    body: ContactUpdate,
+    version: ExpectedVersionDep,
+    response: Response,
+) -> ContactRead:
+    contact = await contacts.update_contact(session, principal, contact_id, data=body, expected_version=version)
+    set_etag(response, contact.version)
+    return ContactRead.model_validate(contact)
+
+
+@router.delete(
+    "/{contact_id}",
+    operation_id="contacts_archive",
+    response_model=ContactRead,
+    responses=problems(*AUTHENTICATED, 404, 409, 412),
+    summary="Archive a contact (restorable)",
+)
+async def archive_contact(
+    session: SessionDep,
+    principal: Writer,
+    contact_id: uuid.UUID,
+    version: ExpectedVersionDep,
+    response: Response,
+) -> ContactRead:
+    contact = await contacts.archive_contact(session, principal, contact_id, expected_version=version)
+    set_etag(response, contact.version)
+    return ContactRead.model_validate(contact)
+
+
+@router.post(
+    "/{contact_id}/restore",
+    operation_id="contacts_restore",
+    response_model=ContactRead,
+    responses=problems(*AUTHENTICATED, 404, 409, 412),
+)
+async def restore_contact(
+    session: SessionDep,
+    principal: Writer,
+    contact_id: uuid.UUID,
+    version: ExpectedVersionDep,
+    response: Response,
+) -> ContactRead:
+    contact = await contacts.restore_contact(session, principal, contact_id, expected_version=version)
+    set_etag(response, contact.version)
+    return ContactRead.model_validate(contact)
+
+
+@router.get(
+    "/{contact_id}/history",
+    operation_id="contacts_history",
+    response_model=AuditEntryPage,
+    responses=problems(*AUTHENTICATED, 404),
+)
+async def get_contact_history(
+    session: SessionDep,
+    principal: Reader,
+    contact_id: uuid.UUID,
+    cursor: CursorDep = None,
+    limit: LimitDep = DEFAULT_LIMIT,
+) -> AuditEntryPage:
+    page = await contacts.contact_history(session, principal, contact_id, cursor=cursor, limit=limit)
+    return AuditEntryPage(
+        items=[AuditEntryRead.model_validate(e) for e in page.items],
+        next_cursor=page.next_cursor,
+    )

@@ -1,0 +1,123 @@
+"""Base schemas, reusable field types and the shared reply shapes (pages, problems)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+
+from app.core import normalize
+from app.core.settings import get_settings
+
+T = TypeVar("T")
+
+
+class InputSchema(BaseModel):
+    """Request bodies: unknown fields are a 422, so nothing is mass-assigned by accident."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class PatchSchema(InputSchema):
+    """PATCH bodies: only the fields sent change; `null` clears a field that may be empty."""
+
+    non_nullable: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _refuse_null_where_required(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name in cls.non_nullable:
+            raise ValueError("cannot be null")
+        return value
+
+    def changes(self) -> dict[str, Any]:
+        """The fields that were sent, nested models as plain dicts."""
+        return self.model_dump(include=self.model_fields_set)
+
+
+class ReadSchema(BaseModel):
+    model_config = ConfigDict(from_attributes=True, json_schema_mode_override="serialization")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+class ProblemFieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem document; every error reply has this shape."""
+
+    type: str = Field(examples=["urn:rapport:problem:not-found"])
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[ProblemFieldError] | None = Field(default=None, description="Present on validation failures")
+
+
+def _blank_to_none(value: Any) -> Any:
+    if isinstance(value, str):
+        value = normalize.clean_text(value)
+        return value or None
+    return value
+
+
+def _phone(value: str) -> str:
+    return normalize.normalize_phone(value, get_settings().default_phone_region)
+
+
+# Optional free text: trimmed, NFC, blank means null.
+Text20 = Annotated[Annotated[str, Field(max_length=20)] | None, BeforeValidator(_blank_to_none)]
+Text50 = Annotated[Annotated[str, Field(max_length=50)] | None, BeforeValidator(_blank_to_none)]
+Text100 = Annotated[Annotated[str, Field(max_length=100)] | None, BeforeValidator(_blank_to_none)]
+Text200 = Annotated[Annotated[str, Field(max_length=200)] | None, BeforeValidator(_blank_to_none)]
+Text300 = Annotated[Annotated[str, Field(max_length=300)] | None, BeforeValidator(_blank_to_none)]
+
+
+Email = Annotated[
+    str,
+    Field(max_length=320, json_schema_extra={"format": "email"}),
+    AfterValidator(normalize.normalize_email),
+]
+Phone = Annotated[
+    str,
+    Field(
+        max_length=40,
+        description="Any common notation; stored as E.164",
+        examples=["+8613800138000"],
+    ),
+    AfterValidator(_phone),
+]
+CountryCode = Annotated[
+    str,
+    Field(min_length=2, max_length=2, examples=["CN"]),
+    AfterValidator(normalize.normalize_country),
+]
+Domain = Annotated[
+    str,
+    Field(max_length=300, examples=["tianyuan-trade.cn"]),
+    AfterValidator(normalize.normalize_domain),
+]
+Tags = Annotated[
+    list[Annotated[str, Field(max_length=200)]],
+    AfterValidator(normalize.normalize_tags),
+]
+ExternalId = Annotated[
+    Annotated[str, Field(max_length=200)] | None,
+    BeforeValidator(_blank_to_none),
+    Field(description="Id in another system (ERP); unique per organisation"),
+]

@@ -1,0 +1,263 @@
+"""Contacts: the rules for creating, changing and finding people."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import ColumnElement
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core import audit, text_search
+from app.core.enums import AuditAction, ContactSource, CustomFieldEntity, LifecycleStage
+from app.core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from app.core.normalize import phone_search_forms
+from app.core.pagination import Page
+from app.core.principal import Principal
+from app.core.repository import check_version
+from app.models.audit import AuditEntry
+from app.models.base import utcnow
+from app.models.company import Company
+from app.models.contact import Contact
+from app.schemas.contact import ContactCreate, ContactUpdate
+from app.services import companies, custom_fields, records, users
+from app.services.filters import FieldSpec, FieldType
+from app.services.records import FindQuery, RecordType, builtin
+
+SEARCHED_FIELDS = frozenset(
+    {
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "additional_emails",
+        "additional_phones",
+    }
+)
+IDENTIFYING_FIELDS = ("first_name", "last_name", "email", "phone")
+
+
+def _fields() -> dict[str, FieldSpec]:
+    c = Contact.__table__.c
+    text = FieldType.text
+    specs = [
+        builtin(c.first_name, "first_name", text),
+        builtin(c.last_name, "last_name", text),
+        builtin(c.title, "title", text),
+        builtin(c.email, "email", text),
+        builtin(c.phone, "phone", text),
+        builtin(c.company_id, "company_id", FieldType.uuid),
+        builtin(c.address_line1, "address_line1", text),
+        builtin(c.city, "city", text),
+        builtin(c.region, "region", text),
+        builtin(c.postal_code, "postal_code", text),
+        builtin(c.country, "country", text),
+        builtin(
+            c.source,
+            "source",
+            FieldType.enum,
+            choices=frozenset(ContactSource),
+            nullable=False,
+        ),
+        builtin(
+            c.lifecycle_stage,
+            "lifecycle_stage",
+            FieldType.enum,
+            choices=frozenset(LifecycleStage),
+            nullable=False,
+        ),
+        builtin(c.owner_id, "owner_id", FieldType.uuid),
+        builtin(c.tags, "tags", FieldType.tags, nullable=False),
+        builtin(c.external_id, "external_id", text),
+        builtin(c.email_opt_in, "email_opt_in", FieldType.boolean, nullable=False),
+        builtin(c.email_opt_in_at, "email_opt_in_at", FieldType.datetime),
+        builtin(c.created_at, "created_at", FieldType.datetime, nullable=False),
+        builtin(c.updated_at, "updated_at", FieldType.datetime, nullable=False),
+        builtin(c.archived_at, "archived_at", FieldType.datetime),
+    ]
+    return {spec.name: spec for spec in specs}
+
+
+def _search_columns() -> list[ColumnElement[str]]:
+    return [Contact.__table__.c.search_text, Contact.__table__.c.company_search_text]
+
+
+CONTACTS: RecordType[Contact] = RecordType(
+    model=Contact,
+    label="contact",
+    custom_entity=CustomFieldEntity.contact,
+    builtin_fields=_fields,
+    search_columns=_search_columns,
+)
+
+
+def search_document(contact: Contact) -> str:
+    """Names in both orders (张伟 and "wei zhang"), every e-mail, every phone as digits."""
+    first, last = contact.first_name or "", contact.last_name or ""
+    phones = [contact.phone, *(entry["phone"] for entry in contact.additional_phones)]
+    return text_search.document(
+        [
+            first,
+            last,
+            f"{first} {last}".strip(),
+            f"{last}{first}",
+            contact.email,
+            *(entry["email"] for entry in contact.additional_emails),
+            *(form for phone in phones if phone for form in phone_search_forms(phone)),
+        ]
+    )
+
+
+async def _linkable_company(session: AsyncSession, principal: Principal, company_id: uuid.UUID) -> Company:
+    try:
+        company = await companies.COMPANIES.repository(session, principal).get(company_id)
+    except NotFound as exc:
+        raise ValidationFailed(FieldError(("body", "company_id"), "no such company")) from exc
+    if company.archived_at is not None:
+        raise ValidationFailed(FieldError(("body", "company_id"), "the company is archived"))
+    return company
+
+
+def _consent_given(contact: Contact, *, source: str | None, principal: Principal) -> None:
+    contact.email_opt_in_at = utcnow()
+    contact.email_opt_in_source = source or ("api" if principal.kind == "api_key" else "manual")
+
+
+async def create_contact(session: AsyncSession, principal: Principal, *, data: ContactCreate) -> Contact:
+    definitions = await custom_fields.definitions_for(
+        session,
+        principal.organization_id,
+        CustomFieldEntity.contact,
+        for_write=bool(data.custom_fields),
+    )
+    values = data.model_dump(exclude={"custom_fields", "source", "email_opt_in_source"})
+    contact = Contact(
+        organization_id=principal.organization_id,
+        **values,
+        source=data.source or (ContactSource.api if principal.kind == "api_key" else ContactSource.manual),
+        custom_fields=custom_fields.validate_values(definitions, data.custom_fields),
+    )
+    if "owner_id" not in data.model_fields_set:
+        contact.owner_id = principal.user_id
+    elif data.owner_id is not None:
+        await users.ensure_assignable(session, principal, data.owner_id)
+    if data.company_id is not None:
+        company = await _linkable_company(session, principal, data.company_id)
+        contact.company_search_text = companies.contact_search_text(company)
+    if data.email_opt_in:
+        _consent_given(contact, source=data.email_opt_in_source, principal=principal)
+    contact.search_text = search_document(contact)
+    session.add(contact)
+    await session.flush()
+    audit.record(
+        session,
+        principal,
+        action=AuditAction.create,
+        entity_type=CONTACTS.label,
+        entity_id=contact.id,
+        changes=audit.creation(audit.snapshot(contact)),
+    )
+    return contact
+
+
+async def get_contact(session: AsyncSession, principal: Principal, contact_id: uuid.UUID) -> Contact:
+    return await CONTACTS.repository(session, principal).get(contact_id)
+
+
+async def update_contact(
+    session: AsyncSession,
+    principal: Principal,
+    contact_id: uuid.UUID,
+    *,
+    data: ContactUpdate,
+    expected_version: int | None,
+) -> Contact:
+    contact = await CONTACTS.repository(session, principal).get(contact_id, for_update=True)
+    check_version(contact.version, expected_version)
+    if contact.archived_at is not None:
+        raise Conflict("The contact is archived; restore it before changing it")
+    changes = data.changes()
+    before = audit.snapshot(contact)
+
+    if "custom_fields" in changes:
+        definitions = await custom_fields.definitions_for(
+            session,
+            principal.organization_id,
+            CustomFieldEntity.contact,
+            for_write=True,
+        )
+        changes["custom_fields"] = custom_fields.validate_values(
+            definitions, changes["custom_fields"], current=contact.custom_fields
+        )
+    if changes.get("owner_id") is not None and changes["owner_id"] != contact.owner_id:
+        await users.ensure_assignable(session, principal, changes["owner_id"])
+    if "company_id" in changes and changes["company_id"] != contact.company_id:
+        company_id = changes["company_id"]
+        company = await _linkable_company(session, principal, company_id) if company_id else None
+        contact.company_search_text = companies.contact_search_text(company) if company else ""
+    consent_source = changes.pop("email_opt_in_source", None)
+    opting_in = changes.get("email_opt_in")
+    if opting_in is not None and opting_in != contact.email_opt_in:
+        if opting_in:
+            _consent_given(contact, source=consent_source, principal=principal)
+        else:
+            contact.email_opt_in_at = utcnow()
+            contact.email_opt_in_source = consent_source
+    for name, value in changes.items():
+        setattr(contact, name, value)
+    if not any(getattr(contact, name) for name in IDENTIFYING_FIELDS):
+        raise ValidationFailed(
+            FieldError(
+                ("body",),
+                "a contact needs at least one of first_name, last_name, email or phone",
+            )
+        )
+    if SEARCHED_FIELDS & changes.keys():
+        contact.search_text = search_document(contact)
+
+    after = audit.snapshot(contact)
+    if delta := audit.diff(before, after):
+        await session.flush()
+        audit.record(
+            session,
+            principal,
+            action=AuditAction.update,
+            entity_type=CONTACTS.label,
+            entity_id=contact.id,
+            changes=delta,
+        )
+    return contact
+
+
+async def archive_contact(
+    session: AsyncSession,
+    principal: Principal,
+    contact_id: uuid.UUID,
+    *,
+    expected_version: int | None,
+) -> Contact:
+    return await records.archive(session, principal, CONTACTS, contact_id, expected_version=expected_version)
+
+
+async def restore_contact(
+    session: AsyncSession,
+    principal: Principal,
+    contact_id: uuid.UUID,
+    *,
+    expected_version: int | None,
+) -> Contact:
+    return await records.restore(session, principal, CONTACTS, contact_id, expected_version=expected_version)
+
+
+async def find_contacts(session: AsyncSession, principal: Principal, query: FindQuery) -> Page[Contact]:
+    return await records.find(session, principal, CONTACTS, query)
+
+
+async def contact_history(
+    session: AsyncSession,
+    principal: Principal,
+    contact_id: uuid.UUID,
+    *,
+    cursor: str | None,
+    limit: int,
+) -> Page[AuditEntry]:
+    return await records.history(session, principal, CONTACTS, contact_id, cursor=cursor, limit=limit)

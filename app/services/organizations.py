@@ -1,0 +1,115 @@
+"""Organisations (tenants): sign-up, settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core import audit
+from app.core.enums import AuditAction
+from app.core.errors import Conflict, PermissionDenied
+from app.core.permissions import ROLE_SCOPES, Role
+from app.core.principal import Principal
+from app.core.repository import check_version
+from app.core.security import passwords
+from app.core.settings import get_settings
+from app.models.organization import Organization, User
+from app.schemas.auth import SignupRequest
+from app.schemas.organization import OrganizationUpdate
+from app.services.auth import IssuedTokens, check_password_policy, issue_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Founded:
+    organization: Organization
+    owner: User
+
+
+async def found_organization(
+    session: AsyncSession,
+    *,
+    organization_name: str,
+    email: str,
+    password: str,
+    full_name: str,
+) -> Founded:
+    """A new organisation with its first user, an owner."""
+    check_password_policy(password, loc=("body", "password"))
+    if (await session.execute(select(User.id).where(User.email == email))).first() is not None:
+        raise Conflict("A user with this e-mail already exists")
+    organization = Organization(name=organization_name)
+    session.add(organization)
+    await session.flush()
+    owner = User(
+        organization_id=organization.id,
+        email=email,
+        full_name=full_name,
+        role=Role.owner,
+        password_hash=passwords().hash(password),
+    )
+    session.add(owner)
+    await session.flush()
+    principal = Principal(
+        organization_id=organization.id,
+        kind="user",
+        id=owner.id,
+        role=Role.owner,
+        scopes=ROLE_SCOPES[Role.owner],
+    )
+    for entity_type, entity in (("organization", organization), ("user", owner)):
+        audit.record(
+            session,
+            principal,
+            action=AuditAction.create,
+            entity_type=entity_type,
+            entity_id=entity.id,
+            changes=audit.creation(audit.snapshot(entity)),
+        )
+    return Founded(organization, owner)
+
+
+async def signup(session: AsyncSession, *, data: SignupRequest) -> tuple[Founded, IssuedTokens]:
+    if not get_settings().signup_enabled:
+        raise PermissionDenied("Sign-up is switched off on this server; ask an administrator for an account")
+    founded = await found_organization(
+        session,
+        organization_name=data.organization_name,
+        email=data.email,
+        password=data.password,
+        full_name=data.full_name,
+    )
+    return founded, await issue_tokens(session, founded.owner)
+
+
+async def get_organization(session: AsyncSession, principal: Principal) -> Organization:
+    organization = await session.get(Organization, principal.organization_id)
+    assert organization is not None, "a principal's organisation exists"
+    return organization
+
+
+async def update_organization(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    data: OrganizationUpdate,
+    expected_version: int | None,
+) -> Organization:
+    organization = await session.get(Organization, principal.organization_id, with_for_update=True)
+    assert organization is not None
+    check_version(organization.version, expected_version)
+    before = audit.snapshot(organization)
+    for name, value in data.changes().items():
+        setattr(organization, name, value)
+    await session.flush()
+    if delta := audit.diff(before, audit.snapshot(organization)):
+        audit.record(
+            session,
+            principal,
+            action=AuditAction.update,
+            entity_type="organization",
+            entity_id=organization.id,
+            changes=delta,
+        )
+    return organization

@@ -1,0 +1,189 @@
+"""What the core records (contacts, companies) share: finding, archiving, restoring, history."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core import audit, text_search
+from app.core.enums import AuditAction, CustomFieldEntity
+from app.core.errors import Conflict
+from app.core.pagination import Keyset, Page
+from app.core.principal import Principal
+from app.core.repository import TenantRepository, check_version
+from app.models.audit import AuditEntry
+from app.models.base import Base, utcnow
+from app.services import filters
+from app.services.custom_fields import definitions_for, filter_fields
+from app.services.filters import FieldRegistry, FieldSpec, FieldType, Node, Op
+
+M = TypeVar("M", bound=Base)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordType(Generic[M]):
+    model: type[M]
+    label: str
+    custom_entity: CustomFieldEntity
+    builtin_fields: Callable[[], dict[str, FieldSpec]]
+    # Normalised text columns a `q` term is checked against after the gram index narrowed it.
+    search_columns: Callable[[], Sequence[ColumnElement[str]]]
+
+    def repository(self, session: AsyncSession, principal: Principal) -> TenantRepository[M]:
+        return TenantRepository(self.model, session, principal, label=self.label)
+
+    @property
+    def columns(self) -> Any:
+        return self.model.__table__.c
+
+
+@dataclass(frozen=True, slots=True)
+class FindQuery:
+    """A list or search request, already parsed from query parameters or a search body."""
+
+    filter: Any = None
+    equals: Mapping[str, Any] | None = None
+    q: str | None = None
+    sort: Sequence[str] | str | None = None
+    cursor: str | None = None
+    limit: int = 50
+    archived: bool = False
+    filter_loc: tuple[str | int, ...] = ("body", "filter")
+    sort_loc: tuple[str | int, ...] = ("query", "sort")
+
+
+async def field_registry(session: AsyncSession, principal: Principal, kind: RecordType[Any]) -> FieldRegistry:
+    fields = kind.builtin_fields()
+    definitions = await definitions_for(session, principal.organization_id, kind.custom_entity)
+    fields.update(filter_fields(definitions, kind.columns.custom_fields))
+    return FieldRegistry(kind.label, fields)
+
+
+def search_condition(kind: RecordType[Any], q: str) -> ColumnElement[bool] | None:
+    """Every term must occur: the GIN gram index narrows, a LIKE on the text confirms."""
+    terms = text_search.query_terms(q)
+    if not terms:
+        return None
+    needed = sorted({gram for term in terms for gram in text_search.grams(term)})
+    conditions: list[ColumnElement[bool]] = [kind.columns.search_grams.contains(needed)]
+    for term in terms:
+        pattern = text_search.like_pattern(term)
+        conditions.append(or_(*(column.like(pattern, escape="\\") for column in kind.search_columns())))
+    return and_(*conditions)
+
+
+def _equality_nodes(registry: FieldRegistry, equals: Mapping[str, Any]) -> list[Node]:
+    nodes: list[Node] = []
+    for name, raw in equals.items():
+        if raw is None:
+            continue
+        spec = registry.get(name, ("query", name))
+        op = Op.contains if spec.type is FieldType.tags else Op.eq
+        nodes.append(
+            filters.parse(
+                {"field": name, "op": op.value, "value": raw},
+                registry,
+                loc=("query", name),
+            )
+        )
+    return nodes
+
+
+async def find(session: AsyncSession, principal: Principal, kind: RecordType[M], query: FindQuery) -> Page[M]:
+    repository = kind.repository(session, principal)
+    registry = await field_registry(session, principal, kind)
+    statement = repository.scoped().where(
+        kind.columns.archived_at.is_not(None) if query.archived else kind.columns.archived_at.is_(None)
+    )
+    nodes = _equality_nodes(registry, query.equals or {})
+    if query.filter is not None:
+        nodes.append(filters.parse(query.filter, registry, loc=query.filter_loc))
+    if nodes:
+        statement = statement.where(filters.to_sql(filters.And(tuple(nodes))))
+    if query.q and (condition := search_condition(kind, query.q)) is not None:
+        statement = statement.where(condition)
+    sort = filters.parse_sort(query.sort, registry, loc=query.sort_loc)
+    keyset = Keyset.of(sort.keys, kind.columns.id, id_descending=sort.id_descending)
+    return await repository.page(statement, keyset, cursor=query.cursor, limit=query.limit)
+
+
+async def archive(
+    session: AsyncSession,
+    principal: Principal,
+    kind: RecordType[M],
+    record_id: uuid.UUID,
+    *,
+    expected_version: int | None,
+) -> M:
+    record: Any = await kind.repository(session, principal).get(record_id, for_update=True)
+    check_version(record.version, expected_version)
+    if record.archived_at is not None:
+        raise Conflict(f"The {kind.label} is already archived")
+    record.archived_at = utcnow()
+    await session.flush()
+    audit.record(
+        session,
+        principal,
+        action=AuditAction.delete,
+        entity_type=kind.label,
+        entity_id=record.id,
+        changes={"archived_at": {"before": None, "after": record.archived_at.isoformat()}},
+    )
+    return record  # type: ignore[no-any-return]
+
+
+async def restore(
+    session: AsyncSession,
+    principal: Principal,
+    kind: RecordType[M],
+    record_id: uuid.UUID,
+    *,
+    expected_version: int | None,
+) -> M:
+    record: Any = await kind.repository(session, principal).get(record_id, for_update=True)
+    check_version(record.version, expected_version)
+    if record.archived_at is None:
+        raise Conflict(f"The {kind.label} is not archived")
+    archived_at = record.archived_at
+    record.archived_at = None
+    await session.flush()
+    audit.record(
+        session,
+        principal,
+        action=AuditAction.restore,
+        entity_type=kind.label,
+        entity_id=record.id,
+        changes={"archived_at": {"before": archived_at.isoformat(), "after": None}},
+    )
+    return record  # type: ignore[no-any-return]
+
+
+async def history(
+    session: AsyncSession,
+    principal: Principal,
+    kind: RecordType[Any],
+    record_id: uuid.UUID,
+    *,
+    cursor: str | None,
+    limit: int,
+) -> Page[AuditEntry]:
+    """The record's audit rows, newest first; only for callers who may see the record."""
+    await kind.repository(session, principal).get(record_id)
+    audit_rows = TenantRepository(AuditEntry, session, principal, label="audit entry")
+    statement = audit_rows.scoped().where(AuditEntry.entity_type == kind.label, AuditEntry.entity_id == record_id)
+    return await audit_rows.page(
+        statement,
+        Keyset.of([], AuditEntry.id, id_descending=True),
+        cursor=cursor,
+        limit=limit,
+    )
+
+
+def builtin(column: ColumnElement[Any], name: str, field_type: FieldType, **extra: Any) -> FieldSpec:
+    """A filter field over one of the model's own columns."""
+    return FieldSpec(name=name, type=field_type, column=column, read=filters.attribute(name), **extra)

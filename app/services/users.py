@@ -1,0 +1,174 @@
+"""Users of an organisation: who they are, their role, whether they may sign in."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core import audit
+from app.core.enums import AuditAction
+from app.core.errors import (
+    Conflict,
+    FieldError,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
+from app.core.pagination import Keyset, Page
+from app.core.permissions import ASSIGNABLE_ROLES, Role
+from app.core.principal import Principal
+from app.core.repository import TenantRepository, check_version
+from app.core.security import passwords
+from app.models.base import utcnow
+from app.models.organization import User
+from app.schemas.user import UserCreate, UserUpdate
+from app.services.auth import check_password_policy, revoke_user_tokens
+
+
+def _repository(session: AsyncSession, principal: Principal) -> TenantRepository[User]:
+    return TenantRepository(User, session, principal, label="user")
+
+
+def _check_can_grant(principal: Principal, role: Role) -> None:
+    if principal.role is None or role not in ASSIGNABLE_ROLES.get(principal.role, frozenset()):
+        raise PermissionDenied(f"Your role cannot grant the `{role.value}` role")
+
+
+def _check_can_manage(principal: Principal, user: User) -> None:
+    if user.role is Role.owner and principal.role is not Role.owner:
+        raise PermissionDenied("Only an owner can change another owner")
+
+
+async def _active_owner_count(session: AsyncSession, organization_id: uuid.UUID) -> int:
+    statement = select(func.count()).where(
+        User.organization_id == organization_id,
+        User.role == Role.owner,
+        User.is_active.is_(True),
+    )
+    return int((await session.execute(statement)).scalar_one())
+
+
+async def list_users(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    role: Role | None,
+    is_active: bool | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[User]:
+    repository = _repository(session, principal)
+    statement = repository.scoped()
+    if role is not None:
+        statement = statement.where(User.role == role)
+    if is_active is not None:
+        statement = statement.where(User.is_active.is_(is_active))
+    return await repository.page(statement, Keyset.of([], User.id), cursor=cursor, limit=limit)
+
+
+async def get_user(session: AsyncSession, principal: Principal, user_id: uuid.UUID) -> User:
+    return await _repository(session, principal).get(user_id)
+
+
+async def create_user(session: AsyncSession, principal: Principal, *, data: UserCreate) -> User:
+    _check_can_grant(principal, data.role)
+    check_password_policy(data.password, loc=("body", "password"))
+    if (await session.execute(select(User.id).where(User.email == data.email))).first() is not None:
+        raise Conflict("A user with this e-mail already exists")
+    user = User(
+        organization_id=principal.organization_id,
+        email=data.email,
+        full_name=data.full_name,
+        role=data.role,
+        password_hash=passwords().hash(data.password),
+    )
+    session.add(user)
+    await session.flush()
+    audit.record(
+        session,
+        principal,
+        action=AuditAction.create,
+        entity_type="user",
+        entity_id=user.id,
+        changes=audit.creation(audit.snapshot(user)),
+    )
+    return user
+
+
+async def update_user(
+    session: AsyncSession,
+    principal: Principal,
+    user_id: uuid.UUID,
+    *,
+    data: UserUpdate,
+    expected_version: int | None,
+) -> User:
+    user = await _repository(session, principal).get(user_id, for_update=True)
+    check_version(user.version, expected_version)
+    changes = data.changes()
+    if "role" in changes and changes["role"] != user.role:
+        _check_can_manage(principal, user)
+        _check_can_grant(principal, changes["role"])
+        if user.role is Role.owner and user.is_active and await _active_owner_count(session, user.organization_id) <= 1:
+            raise Conflict("The organisation's last owner cannot be given another role")
+    before = audit.snapshot(user)
+    for name, value in changes.items():
+        setattr(user, name, value)
+    await session.flush()
+    if delta := audit.diff(before, audit.snapshot(user)):
+        audit.record(
+            session,
+            principal,
+            action=AuditAction.update,
+            entity_type="user",
+            entity_id=user.id,
+            changes=delta,
+        )
+    return user
+
+
+async def set_user_active(
+    session: AsyncSession,
+    principal: Principal,
+    user_id: uuid.UUID,
+    *,
+    active: bool,
+    expected_version: int | None,
+) -> User:
+    user = await _repository(session, principal).get(user_id, for_update=True)
+    check_version(user.version, expected_version)
+    _check_can_manage(principal, user)
+    if user.is_active == active:
+        return user
+    if not active:
+        if user.id == principal.id:
+            raise Conflict("You cannot deactivate yourself")
+        if user.role is Role.owner and await _active_owner_count(session, user.organization_id) <= 1:
+            raise Conflict("The organisation's last owner cannot be deactivated")
+    before = audit.snapshot(user)
+    user.is_active = active
+    user.deactivated_at = None if active else utcnow()
+    if not active:
+        await revoke_user_tokens(session, user)
+    await session.flush()
+    audit.record(
+        session,
+        principal,
+        action=AuditAction.update,
+        entity_type="user",
+        entity_id=user.id,
+        changes=audit.diff(before, audit.snapshot(user)),
+    )
+    return user
+
+
+async def ensure_assignable(session: AsyncSession, principal: Principal, user_id: uuid.UUID) -> None:
+    """Records may be owned only by active users of the same organisation."""
+    try:
+        user = await _repository(session, principal).get(user_id)
+    except NotFound as exc:
+        raise ValidationFailed(FieldError(("body", "owner_id"), "no such user")) from exc
+    if not user.is_active:
+        raise ValidationFailed(FieldError(("body", "owner_id"), "the user is deactivated"))
