@@ -38,6 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = create_engine(settings)
         app.state.session_factory = create_session_factory(app.state.engine)
+        app.state.read_session_factory = create_session_factory(
+            app.state.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         app.state.redis = create_redis(settings)
         app.state.rate_limiter = RateLimiter(app.state.redis)
         try:

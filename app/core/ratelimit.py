@@ -1,21 +1,48 @@
 """Per-caller request limits held in Redis, reported in `RateLimit-*` headers.
 
-A fixed window that opens on the caller's first request: `SET NX PX` starts it, `INCR` counts,
-`PTTL` says when it resets, all in one MULTI round trip (the `limits` package needs three for
-the same answer, which matters on every request).
+Each caller has a fixed one-minute window counted in Redis; the window opens with the caller's
+first request. Asking Redis on every request would cost a round trip each time, so an API
+process *leases* capacity: one Lua call claims up to a few requests from the window's count at
+once (never more than the limit leaves), and the process serves them locally. The limit is
+therefore never exceeded across any number of processes; a process that dies with part of a
+lease unused leaves that much capacity idle until the window ends. Leases shrink to one request
+as the window nears its limit, and a small limit (under 100 a minute) is counted request by
+request, so the figures in the headers stay exact for one process.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 
+from cachetools import LRUCache
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.core.logging import get_logger
 
 WINDOW_SECONDS = 60
+MAX_LEASE = 50
 log = get_logger(__name__)
+
+# KEYS[1] the window's counter; ARGV: window in ms, wanted lease, limit.
+# Returns {granted, window count after the grant, ms until the window resets}.
+_CLAIM = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local granted = math.min(tonumber(ARGV[2]), tonumber(ARGV[3]) - used)
+if granted > 0 then
+    used = redis.call('INCRBY', KEYS[1], granted)
+else
+    granted = 0
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+    ttl = tonumber(ARGV[1])
+end
+return {granted, used, ttl}
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,22 +64,49 @@ class RateLimitState:
         }
 
 
+@dataclass(slots=True)
+class _Lease:
+    unused: int
+    window_count: int
+    resets_at: float
+
+
+def _lease_size(limit: int, window_count: int) -> int:
+    left = limit - window_count
+    return max(1, min(MAX_LEASE, limit // 100, left // 10))
+
+
 class RateLimiter:
     def __init__(self, redis: Redis, *, prefix: str = "rapport:rl:") -> None:
-        self._redis = redis
+        self._claim = redis.register_script(_CLAIM)
         self._prefix = prefix
+        self._leases: LRUCache[str, _Lease] = LRUCache(maxsize=100_000)
 
     async def hit(self, identity: str, *, limit: int) -> RateLimitState | None:
         """Counts one request; None when Redis is unreachable (requests are then not limited)."""
-        key = self._prefix + identity
+        now = time.monotonic()
+        lease = self._leases.get(identity)
+        if lease is not None and lease.resets_at <= now:
+            lease = None
+        if lease is None or (lease.unused == 0 and lease.window_count < limit):
+            lease = await self._lease(identity, limit, now, lease.window_count if lease else 0)
+            if lease is None:
+                return None
+        reset = max(1, math.ceil(lease.resets_at - now))
+        if lease.unused == 0:
+            return RateLimitState(limit=limit, remaining=-1, reset_seconds=reset)
+        lease.unused -= 1
+        return RateLimitState(limit=limit, remaining=limit - lease.window_count + lease.unused, reset_seconds=reset)
+
+    async def _lease(self, identity: str, limit: int, now: float, window_count: int) -> _Lease | None:
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(key, 0, px=WINDOW_SECONDS * 1000, nx=True)
-                pipe.incr(key)
-                pipe.pttl(key)
-                _, count, ttl_ms = await pipe.execute()
+            granted, count, ttl_ms = await self._claim(
+                keys=[self._prefix + identity],
+                args=[WINDOW_SECONDS * 1000, _lease_size(limit, window_count), limit],
+            )
         except (RedisError, OSError) as exc:
             log.warning("rate_limit_unavailable", error=str(exc))
             return None
-        reset = max(1, -(-int(ttl_ms) // 1000)) if int(ttl_ms) > 0 else WINDOW_SECONDS
-        return RateLimitState(limit=limit, remaining=limit - int(count), reset_seconds=reset)
+        lease = _Lease(unused=int(granted), window_count=int(count), resets_at=now + int(ttl_ms) / 1000)
+        self._leases[identity] = lease
+        return lease

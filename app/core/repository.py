@@ -8,9 +8,10 @@ forbidden, so ids do not leak.
 from __future__ import annotations
 
 import uuid
+from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import ColumnElement, Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -24,26 +25,43 @@ from app.models.organization import TeamMember
 M = TypeVar("M", bound=Base)
 
 
-def visible_owner_clause(principal: Principal, owner_column: ColumnElement[Any]) -> ColumnElement[bool] | None:
-    match principal.visibility:
+def _owner_clause(
+    visibility: Visibility, owner_column: ColumnElement[Any], organization_id: Any, principal_id: Any
+) -> ColumnElement[bool] | None:
+    """Takes values or bind parameters for the two ids, so a cached statement can use it too."""
+    match visibility:
         case Visibility.all:
             return None
         case Visibility.own:
-            return owner_column == principal.id
+            owned: ColumnElement[bool] = owner_column == principal_id
+            return owned
         case Visibility.team:
             mine, mates = aliased(TeamMember), aliased(TeamMember)
             team_mates = (
                 select(mates.user_id)
-                .join(
-                    mine,
-                    (mine.organization_id == mates.organization_id) & (mine.team_id == mates.team_id),
-                )
-                .where(
-                    mine.organization_id == principal.organization_id,
-                    mine.user_id == principal.id,
-                )
+                .join(mine, (mine.organization_id == mates.organization_id) & (mine.team_id == mates.team_id))
+                .where(mine.organization_id == organization_id, mine.user_id == principal_id)
             )
-            return (owner_column == principal.id) | owner_column.in_(team_mates)
+            owned_by_team: ColumnElement[bool] = (owner_column == principal_id) | owner_column.in_(team_mates)
+            return owned_by_team
+
+
+def visible_owner_clause(principal: Principal, owner_column: ColumnElement[Any]) -> ColumnElement[bool] | None:
+    return _owner_clause(principal.visibility, owner_column, principal.organization_id, principal.id)
+
+
+@lru_cache(maxsize=256)
+def _get_by_id(model: type[Base], visibility: Visibility, for_update: bool) -> Select[Any]:
+    """`get` runs on every request: build its statement once per shape, bind the ids per call."""
+    columns = model.__table__.c
+    statement = select(model).where(
+        columns.organization_id == bindparam("organization_id"), columns.id == bindparam("record_id")
+    )
+    if "owner_id" in columns:
+        clause = _owner_clause(visibility, columns.owner_id, bindparam("organization_id"), bindparam("principal_id"))
+        if clause is not None:
+            statement = statement.where(clause)
+    return statement.with_for_update() if for_update else statement
 
 
 def check_version(current: int, expected: int | None) -> None:
@@ -75,17 +93,17 @@ class TenantRepository(Generic[M]):
         return statement
 
     async def get(self, record_id: uuid.UUID, *, for_update: bool = False) -> M:
-        statement = self.scoped().where(self._columns.id == record_id)
-        if for_update:
-            statement = statement.with_for_update()
-        record = (await self.session.execute(statement)).scalar_one_or_none()
+        owned = "owner_id" in self._columns
+        statement = _get_by_id(self.model, self.principal.visibility if owned else Visibility.all, for_update)
+        parameters = {
+            "organization_id": self.principal.organization_id,
+            "record_id": record_id,
+            "principal_id": self.principal.id,
+        }
+        record: M | None = (await self.session.execute(statement, parameters)).scalar_one_or_none()
         if record is None:
             raise NotFound(f"No {self.label} with id {record_id}")
         return record
-
-    async def exists(self, record_id: uuid.UUID) -> bool:
-        statement = self.scoped().with_only_columns(self._columns.id).where(self._columns.id == record_id)
-        return (await self.session.execute(statement)).first() is not None
 
     async def page(self, statement: Select[Any], keyset: Keyset, *, cursor: str | None, limit: int) -> Page[M]:
         rows = (await self.session.execute(keyset.apply(statement, cursor=cursor, limit=limit))).all()

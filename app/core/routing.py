@@ -20,6 +20,7 @@ from app.core import idempotency
 from app.core.errors import DomainError
 
 SESSION_STATE_KEY = "db"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 IDEMPOTENCY_CLAIM_STATE_KEY = "idempotency_claim"
 
 
@@ -35,7 +36,7 @@ class IdempotentReplay(Exception):
         return Response(self.reply.body, status_code=self.reply.status_code, headers=headers)
 
 
-def request_session(request: Request) -> AsyncSession:
+async def request_session(request: Request) -> AsyncSession:
     session: AsyncSession = getattr(request.state, SESSION_STATE_KEY)
     return session
 
@@ -57,7 +58,12 @@ class TransactionalRoute(APIRoute):
         handle = super().get_route_handler()
 
         async def handle_in_transaction(request: Request) -> Response:
-            sessions: async_sessionmaker[AsyncSession] = request.app.state.session_factory
+            # Reads need no transaction: in autocommit they skip the BEGIN and COMMIT round trips.
+            sessions: async_sessionmaker[AsyncSession] = (
+                request.app.state.read_session_factory
+                if request.method in SAFE_METHODS
+                else request.app.state.session_factory
+            )
             async with sessions() as session:
                 setattr(request.state, SESSION_STATE_KEY, session)
                 try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cachetools import LRUCache
 from jose import JWTError, jwt
 
 from app.core.errors import Unauthorized
@@ -52,6 +54,8 @@ class AccessTokens:
         self._secret = secret
         self._algorithm = algorithm
         self.ttl_seconds = ttl_seconds
+        # A client sends the same token for its whole life: verify the signature once.
+        self._verified: LRUCache[str, tuple[AccessClaims, float]] = LRUCache(maxsize=10_000)
 
     def issue(
         self,
@@ -73,6 +77,11 @@ class AccessTokens:
         return jwt.encode(claims, self._secret, algorithm=self._algorithm)
 
     def verify(self, token: str) -> AccessClaims:
+        if (known := self._verified.get(token)) is not None and known[1] > time.time():
+            return known[0]
+        return self._verify(token)
+
+    def _verify(self, token: str) -> AccessClaims:
         try:
             header = jwt.get_unverified_header(token)
             if header.get("alg") != self._algorithm:
@@ -89,12 +98,11 @@ class AccessTokens:
         if claims.get("typ") != "access":
             raise Unauthorized("Not an access token")
         try:
-            return AccessClaims(
-                user_id=uuid.UUID(claims["sub"]),
-                organization_id=uuid.UUID(claims["org"]),
-            )
+            verified = AccessClaims(user_id=uuid.UUID(claims["sub"]), organization_id=uuid.UUID(claims["org"]))
         except (KeyError, ValueError, TypeError) as exc:
             raise Unauthorized("Malformed token claims") from exc
+        self._verified[token] = (verified, float(claims["exp"]))
+        return verified
 
 
 def _describe(exc: JWTError) -> str:

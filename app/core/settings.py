@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     access_token_ttl_seconds: int = Field(default=15 * 60, ge=30)
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    principal_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long an API process trusts a user's role and active flag before re-reading them",
+    )
     signup_enabled: bool = True
     password_min_length: int = Field(default=10, ge=8)
     argon2_time_cost: int = Field(default=3, ge=1)

@@ -140,7 +140,7 @@ class ApiRoute(TransactionalRoute):
 _ETAG = re.compile(r'^(?:W/)?"(\d{1,10})"$')
 
 
-def expected_version(
+async def expected_version(
     if_match: Annotated[
         str | None,
         Header(

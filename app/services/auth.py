@@ -6,7 +6,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from cachetools import TTLCache
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import (
@@ -134,21 +135,58 @@ async def revoke_user_tokens(session: AsyncSession, user: User) -> None:
     )
 
 
+_USER_STATE = (
+    select(User.role, User.is_active, Organization.record_visibility)
+    .join(Organization, Organization.id == User.organization_id)
+    .where(User.organization_id == bindparam("organization_id"), User.id == bindparam("user_id"))
+)
+
+
+class _PrincipalCache:
+    """Users resolved recently, so a request with a known token needs no query to authorise.
+
+    A change made through this process (role, deactivation, visibility) clears its entries at
+    once; other processes see it within `principal_cache_seconds`.
+    """
+
+    def __init__(self) -> None:
+        self._entries: TTLCache[tuple[uuid.UUID, uuid.UUID], Principal] | None = None
+
+    def _cache(self) -> TTLCache[tuple[uuid.UUID, uuid.UUID], Principal] | None:
+        ttl = get_settings().principal_cache_seconds
+        if ttl <= 0:
+            return None
+        if self._entries is None:
+            self._entries = TTLCache(maxsize=10_000, ttl=ttl)
+        return self._entries
+
+    def get(self, key: tuple[uuid.UUID, uuid.UUID]) -> Principal | None:
+        cache = self._cache()
+        return cache.get(key) if cache is not None else None
+
+    def put(self, principal: Principal) -> None:
+        if (cache := self._cache()) is not None:
+            cache[(principal.organization_id, principal.id)] = principal
+
+    def forget(self, organization_id: uuid.UUID, user_id: uuid.UUID | None = None) -> None:
+        if (cache := self._cache()) is None:
+            return
+        for key in [k for k in list(cache.keys()) if k[0] == organization_id and user_id in (None, k[1])]:
+            cache.pop(key, None)
+
+
+principals = _PrincipalCache()
+
+
 async def authenticate_bearer(session: AsyncSession, token: str) -> Principal:
     claims = access_tokens().verify(token)
-    row = (
-        await session.execute(
-            select(User.role, User.is_active, Organization.record_visibility)
-            .join(Organization, Organization.id == User.organization_id)
-            .where(
-                User.organization_id == claims.organization_id,
-                User.id == claims.user_id,
-            )
-        )
-    ).first()
+    if (known := principals.get((claims.organization_id, claims.user_id))) is not None:
+        return known
+    parameters = {"organization_id": claims.organization_id, "user_id": claims.user_id}
+    row = (await session.execute(_USER_STATE, parameters)).first()
     if row is None or not row.is_active:
         raise Unauthorized("The token's user does not exist or is deactivated")
-    return Principal(
+    principal = Principal(
         organization_id=claims.organization_id,
         kind="user",
         id=claims.user_id,
@@ -156,6 +194,8 @@ async def authenticate_bearer(session: AsyncSession, token: str) -> Principal:
         scopes=ROLE_SCOPES[row.role],
         organization_visibility=row.record_visibility,
     )
+    principals.put(principal)
+    return principal
 
 
 def new_api_key() -> tuple[str, str]:

@@ -18,7 +18,7 @@ from app.core.settings import get_settings
 from app.models.organization import Organization, User
 from app.schemas.auth import SignupRequest
 from app.schemas.organization import OrganizationUpdate
-from app.services.auth import IssuedTokens, check_password_policy, issue_tokens
+from app.services.auth import IssuedTokens, check_password_policy, issue_tokens, principals
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +103,7 @@ async def update_organization(
     for name, value in data.changes().items():
         setattr(organization, name, value)
     await session.flush()
+    principals.forget(organization.id)
     if delta := audit.diff(before, audit.snapshot(organization)):
         audit.record(
             session,

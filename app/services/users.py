@@ -24,7 +24,7 @@ from app.core.security import passwords
 from app.models.base import utcnow
 from app.models.organization import User
 from app.schemas.user import UserCreate, UserUpdate
-from app.services.auth import check_password_policy, revoke_user_tokens
+from app.services.auth import check_password_policy, principals, revoke_user_tokens
 
 
 def _repository(session: AsyncSession, principal: Principal) -> TenantRepository[User]:
@@ -117,6 +117,7 @@ async def update_user(
     for name, value in changes.items():
         setattr(user, name, value)
     await session.flush()
+    principals.forget(user.organization_id, user.id)
     if delta := audit.diff(before, audit.snapshot(user)):
         audit.record(
             session,
@@ -153,6 +154,7 @@ async def set_user_active(
     if not active:
         await revoke_user_tokens(session, user)
     await session.flush()
+    principals.forget(user.organization_id, user.id)
     audit.record(
         session,
         principal,
