@@ -96,7 +96,8 @@ def _supervise(env: dict[str, str], host: str, port: int) -> None:
         f"  Sign up  curl -X POST {base}/api/v1/auth/signup -H 'Content-Type: application/json' \\\n"
         f'             -d \'{{"organization_name": "Acme", "email": "you@example.com", '
         f'"password": "a long passphrase", "full_name": "You"}}\'\n'
-        f"  Stop     Ctrl-C\n"
+        f"  Stop     Ctrl-C\n",
+        soft_wrap=True,
     )
     try:
         while not stopping:

@@ -106,13 +106,14 @@ async def test_an_expired_key_is_free_again(client: httpx.AsyncClient, tenant: T
     assert "idempotent-replayed" not in again.headers
 
 
-async def test_anonymous_posts_replay_too(client: httpx.AsyncClient) -> None:
+async def test_token_issuing_routes_store_no_replies(client: httpx.AsyncClient, db: AsyncSession) -> None:
     key = str(uuid.uuid4())
     body = {"organization_name": "x", "email": f"{key}@example.com", "password": "a long passphrase", "full_name": "x"}
     first = await client.post("/api/v1/auth/signup", headers={"Idempotency-Key": key}, json=body)
     second = await client.post("/api/v1/auth/signup", headers={"Idempotency-Key": key}, json=body)
-    assert first.status_code == second.status_code == 201
-    assert second.json()["organization"]["id"] == first.json()["organization"]["id"]
+    assert first.status_code == 201
+    assert_problem(second, 409)  # not a replay: replies with tokens are never stored
+    assert await db.scalar(select(func.count()).where(IdempotencyRecord.key == key)) == 0
 
 
 async def test_key_length_is_checked(client: httpx.AsyncClient, tenant: Tenant) -> None:

@@ -60,7 +60,9 @@ class Settings(BaseSettings):
     default_phone_region: str = Field(default="CN", min_length=2, max_length=2)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_json: bool = True
+    log_json: bool | None = Field(
+        default=None, description="JSON log lines; unset means JSON unless stderr is a terminal"
+    )
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Response
 
+from app.core.routing import TransactionalRoute
 from app.routers.deps import (
     API_PREFIX,
     AUTHENTICATED,
-    ApiRoute,
     PrincipalDep,
     SessionDep,
     anonymous_rate_limit,
@@ -28,7 +28,10 @@ from app.schemas.organization import OrganizationRead
 from app.schemas.user import UserRead
 from app.services import api_keys, auth, organizations, users
 
-router = APIRouter(prefix=API_PREFIX + "/auth", tags=["auth"], route_class=ApiRoute)
+# Replies here carry tokens; storing them for idempotent replay would keep live credentials in
+# the database (refresh tokens are otherwise only stored hashed), so these POSTs take no
+# Idempotency-Key. Retrying sign-in is harmless; a lost refresh reply means signing in again.
+router = APIRouter(prefix=API_PREFIX + "/auth", tags=["auth"], route_class=TransactionalRoute)
 anonymous = [Depends(anonymous_rate_limit)]
 
 
