@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.audit import AuditEntry
+from app.models.idempotency import IdempotencyRecord
 from app.models.organization import ApiKey
 from tests.helpers import Tenant, add_api_key, add_user, assert_problem, create, error_locs
 
@@ -319,3 +320,24 @@ async def test_api_key_pages_return_each_key_once(client: httpx.AsyncClient, ten
         if not cursor:
             break
     assert len(seen) == len(set(seen)) and set(seen) == ids
+
+
+async def test_an_idempotent_create_keeps_the_secret_off_the_database(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    headers = {**tenant.headers, "Idempotency-Key": str(uuid.uuid4())}
+    body = {"name": "ERP sync", "scopes": ["contacts:read"]}
+    first = await client.post(KEYS, headers=headers, json=body)
+    assert first.status_code == 201, first.text
+    secret = first.json()["secret"]
+    replay = await client.post(KEYS, headers=headers, json=body)
+    assert replay.status_code == 201
+    assert replay.json()["id"] == first.json()["id"]
+    assert await _key_count(db, tenant.organization_id) == 1
+    # The secret is stored only as a hash: not in the stored first reply either.
+    stored = await db.execute(
+        select(IdempotencyRecord.response_body).where(IdempotencyRecord.scope == f"user:{tenant.user_id}")
+    )
+    bodies = [row for row in stored.scalars() if row is not None]
+    assert bodies, "the first reply was not stored"
+    assert all(secret.encode() not in stored_body for stored_body in bodies)

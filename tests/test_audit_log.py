@@ -257,3 +257,8 @@ async def test_other_organisations_entries_never_appear(
     assert await _entries(client, tenant.headers, entity_id=other_tenant.organization_id) == []
     their_key = await add_api_key(client, other_tenant, ["audit:read"])
     assert tenant.user_id not in {e["actor_id"] for e in await _entries(client, their_key)}
+
+
+async def test_times_without_an_offset_are_refused(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    response = await client.get(AUDIT, params={"since": "2026-01-01T00:00:00"}, headers=tenant.headers)
+    assert error_locs(response) == [["query", "since"]]

@@ -320,6 +320,7 @@ async def test_list_filters_and_sorts(client: httpx.AsyncClient, tenant: Tenant)
             "industry": "贸易",
             "size": "51-200",
             "city": "上海",
+            "region": "上海市",
             "country": "CN",
             "tags": ["vip"],
         },
@@ -342,6 +343,7 @@ async def test_list_filters_and_sorts(client: httpx.AsyncClient, tenant: Tenant)
     assert await listed(size="51-200") == ["A"]
     assert await listed(size="1-10") == ["B"]
     assert await listed(city="上海") == ["A", "C"]
+    assert await listed(region="上海市") == ["A"]
     assert await listed(city="上海", industry="贸易", country="DE") == ["C"]
     assert await listed(country="cn") == ["A", "B"]
     assert await listed(tag="vip") == ["A", "D"]
@@ -561,3 +563,55 @@ async def test_archived_company_is_kept_out_of_default_search(client: httpx.Asyn
     assert (await client.get(COMPANIES, params={"q": "旧公司"}, headers=tenant.headers)).json()["items"] == []
     archived = await client.get(COMPANIES, params={"q": "旧公司", "archived": "true"}, headers=tenant.headers)
     assert [c["id"] for c in archived.json()["items"]] == [company["id"]]
+
+
+async def test_idempotent_replay_creates_one_company(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    headers = {**tenant.headers, "Idempotency-Key": str(uuid.uuid4())}
+    first = await client.post(COMPANIES, headers=headers, json={"name": "天元"})
+    second = await client.post(COMPANIES, headers=headers, json={"name": "天元"})
+    assert first.status_code == second.status_code == 201
+    assert second.json() == first.json() and second.headers["idempotent-replayed"] == "true"
+    assert second.headers["etag"] == first.headers["etag"]
+    assert await _company_count(db, tenant.organization_id) == 1
+    assert error_locs(await client.post(COMPANIES, headers=headers, json={"name": "远景"})) == [
+        ["header", "Idempotency-Key"]
+    ]
+    assert await _company_count(db, tenant.organization_id) == 1
+
+
+@pytest.mark.parametrize("setting", ["own", "team"])
+async def test_record_visibility_for_restricted_roles(client: httpx.AsyncClient, tenant: Tenant, setting: str) -> None:
+    sales = await add_user(client, tenant, "sales")
+    teammate = await add_user(client, tenant, "support")
+    stranger = await add_user(client, tenant, "sales")
+    viewer = await add_user(client, tenant, "viewer")
+    await create(client, "/api/v1/teams", tenant.headers, name="华东", member_ids=[sales.user_id, teammate.user_id])
+    mine = await create(client, COMPANIES, sales.headers, name="mine")
+    mates = await create(client, COMPANIES, tenant.headers, name="mates", owner_id=teammate.user_id)
+    theirs = await create(client, COMPANIES, stranger.headers, name="theirs")
+    unowned = await create(client, COMPANIES, tenant.headers, name="unowned", owner_id=None)
+    patched = await client.patch("/api/v1/organization", headers=tenant.headers, json={"record_visibility": setting})
+    assert patched.status_code == 200
+
+    async def visible(user: Tenant) -> set[str]:
+        return {c["name"] for c in (await client.get(COMPANIES, headers=user.headers)).json()["items"]}
+
+    expected = {"mine"} if setting == "own" else {"mine", "mates"}
+    assert await visible(sales) == expected
+    assert await visible(viewer) == {"mine", "mates", "theirs", "unowned"}
+    assert (await client.get(f"{COMPANIES}/{mine['id']}", headers=sales.headers)).status_code == 200
+    hidden = [theirs, unowned] + ([mates] if setting == "own" else [])
+    for record in hidden:
+        url = f"{COMPANIES}/{record['id']}"
+        assert_problem(await client.get(url, headers=sales.headers), 404)
+        assert_problem(await client.patch(url, headers=sales.headers, json={"industry": "x"}), 404)
+        assert_problem(await client.delete(url, headers=sales.headers), 404)
+        assert_problem(await client.get(f"{url}/history", headers=sales.headers), 404)
+    search = await client.post(f"{COMPANIES}/search", headers=sales.headers, json={"q": "theirs"})
+    assert search.json()["items"] == []
+    # Giving a visible company away hides it.
+    given = await client.patch(f"{COMPANIES}/{mine['id']}", headers=sales.headers, json={"owner_id": stranger.user_id})
+    assert given.status_code == 200
+    assert_problem(await client.get(f"{COMPANIES}/{mine['id']}", headers=sales.headers), 404)

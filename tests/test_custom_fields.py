@@ -699,6 +699,14 @@ async def test_delete_definition_removes_its_values_everywhere(
     assert await _stored_values(db, Contact, theirs["id"]) == {"grade": "A"}
     got = await client.get(f"{CONTACTS}/{first['id']}", headers=tenant.headers)
     assert got.json()["custom_fields"] == {"score": 1}
+    # The records changed, so their versions moved on and an ETag read before is stale.
+    assert got.headers["etag"] == 'W/"2"'
+    untouched_now = await client.get(f"{CONTACTS}/{untouched['id']}", headers=tenant.headers)
+    assert untouched_now.headers["etag"] == 'W/"1"'
+    stale = await client.patch(
+        f"{CONTACTS}/{first['id']}", headers={**tenant.headers, "If-Match": 'W/"1"'}, json={"title": "x"}
+    )
+    assert_problem(stale, 412)
     listed = (await client.get(CONTACTS, headers=tenant.headers)).json()["items"]
     assert all("grade" not in c["custom_fields"] for c in listed)
 
@@ -789,3 +797,30 @@ async def test_another_organisations_definition_is_404(
         CONTACTS, headers=tenant.headers, json={"first_name": "a", "custom_fields": {"grade": "A"}}
     )
     assert error_locs(response) == [["body", "custom_fields", "grade"]]
+
+
+async def test_idempotent_replay_defines_one_field(client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession) -> None:
+    headers = {**tenant.headers, "Idempotency-Key": str(uuid.uuid4())}
+    body = {"entity": "contact", "key": "grade", "label": "Grade", "type": "select", "options": ["A", "B"]}
+    first = await client.post(FIELDS, headers=headers, json=body)
+    second = await client.post(FIELDS, headers=headers, json=body)
+    assert first.status_code == second.status_code == 201
+    assert second.json() == first.json() and second.headers["idempotent-replayed"] == "true"
+    assert await _definition_count(db, tenant.organization_id) == 1
+
+
+async def test_an_option_still_held_by_records_cannot_be_removed(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    single = await _define(client, tenant, "grade", "select")
+    multiple = await _define(client, tenant, "channels", "multi_select")
+    await create(client, CONTACTS, tenant.headers, first_name="a", custom_fields={"grade": "A", "channels": ["wechat"]})
+    options = {"grade": single["options"], "channels": multiple["options"]}
+    for field, held in ((single, "A"), (multiple, "wechat")):
+        url = f"{FIELDS}/{field['id']}"
+        kept = [o for o in options[field["key"]] if o != held]
+        refused = await client.patch(url, headers=tenant.headers, json={"options": kept})
+        assert held in assert_problem(refused, 409)["detail"]
+        unused = kept[0]
+        narrowed = await client.patch(
+            url, headers=tenant.headers, json={"options": [o for o in options[field["key"]] if o != unused]}
+        )
+        assert narrowed.status_code == 200, narrowed.text

@@ -325,3 +325,16 @@ async def test_paging_returns_each_team_once(client: httpx.AsyncClient, tenant: 
         if not cursor:
             break
     assert sorted(seen) == sorted(created) and len(seen) == len(set(seen))
+
+
+async def test_idempotent_replay_creates_one_team(client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession) -> None:
+    headers = {**tenant.headers, "Idempotency-Key": str(uuid.uuid4())}
+    first = await client.post(TEAMS, headers=headers, json={"name": "华东"})
+    second = await client.post(TEAMS, headers=headers, json={"name": "华东"})
+    assert first.status_code == second.status_code == 201
+    assert second.json() == first.json() and second.headers["idempotent-replayed"] == "true"
+    assert await _team_count(db, tenant.organization_id) == 1
+    assert error_locs(await client.post(TEAMS, headers=headers, json={"name": "华北"})) == [
+        ["header", "Idempotency-Key"]
+    ]
+    assert await _team_count(db, tenant.organization_id) == 1

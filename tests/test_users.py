@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.audit import AuditEntry
@@ -466,41 +467,142 @@ async def test_audit_rows_record_create_and_update(client: httpx.AsyncClient, te
         assert (entry["actor_type"], entry["actor_id"]) == ("user", tenant.user_id)
 
 
+async def _race(
+    app: Any,
+    db: AsyncSession,
+    *requests: Awaitable[httpx.Response],
+    while_held: Callable[[], Awaitable[Any]] | None = None,
+) -> list[httpx.Response]:
+    """Runs the requests so that each has read the state before any commits.
+
+    The audit row is the last thing each write inserts; holding a lock on the audit table lets
+    every request run its checks and then wait, and releasing it lets them all commit. A service
+    that serialises the check properly makes the later request wait earlier (or fail), which is
+    fine: the watcher gives up waiting after two seconds. `while_held` runs while the writes
+    wait to commit, as another client's request would.
+    """
+    await db.execute(text("LOCK TABLE audit_log IN EXCLUSIVE MODE"))
+    tasks = [asyncio.ensure_future(request) for request in requests]
+    async with app.state.session_factory() as watcher:
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            waiting = await watcher.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+            await watcher.rollback()
+            if waiting >= len(tasks) or all(task.done() for task in tasks):
+                break
+    try:
+        if while_held is not None:
+            await while_held()
+    finally:
+        await db.commit()
+    return list(await asyncio.gather(*tasks))
+
+
+async def _owner_count(db: AsyncSession, organization_id: str, *, active_only: bool) -> int:
+    statement = (
+        select(func.count())
+        .select_from(User)
+        .where(User.organization_id == uuid.UUID(organization_id), User.role == "owner")
+    )
+    if active_only:
+        statement = statement.where(User.is_active.is_(True))
+    return int(await db.scalar(statement) or 0)
+
+
 async def test_two_owners_demoting_each_other_at_once_leave_an_owner(
-    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+    app: Any, client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
 ) -> None:
     second = await add_user(client, tenant, "owner")
-    replies = await asyncio.gather(
+    replies = await _race(
+        app,
+        db,
         client.patch(f"{USERS}/{second.user_id}", headers=tenant.headers, json={"role": "admin"}),
         client.patch(f"{USERS}/{tenant.user_id}", headers=second.headers, json={"role": "admin"}),
     )
     assert sorted(r.status_code for r in replies) == [200, 409], [r.text for r in replies]
-    owners = await db.scalar(
-        select(func.count())
-        .select_from(User)
-        .where(User.organization_id == uuid.UUID(tenant.organization_id), User.role == "owner")
-    )
-    assert owners == 1
+    assert await _owner_count(db, tenant.organization_id, active_only=False) == 1
 
 
 async def test_two_owners_deactivating_each_other_at_once_leave_an_owner(
-    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+    app: Any, client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
 ) -> None:
     second = await add_user(client, tenant, "owner")
-    replies = await asyncio.gather(
+    replies = await _race(
+        app,
+        db,
         client.post(f"{USERS}/{second.user_id}/deactivate", headers=tenant.headers),
         client.post(f"{USERS}/{tenant.user_id}/deactivate", headers=second.headers),
     )
-    statuses = sorted(r.status_code for r in replies)
-    # Either one wins and the other is refused, or the loser no longer authenticates at all.
-    assert statuses in ([200, 401], [200, 409]), [r.text for r in replies]
-    active_owners = await db.scalar(
-        select(func.count())
-        .select_from(User)
-        .where(
-            User.organization_id == uuid.UUID(tenant.organization_id),
-            User.role == "owner",
-            User.is_active.is_(True),
-        )
+    # One wins; the other is refused (409), or no longer authenticates once the winner committed (401).
+    assert sorted(r.status_code for r in replies) in ([200, 401], [200, 409]), [r.text for r in replies]
+    assert await _owner_count(db, tenant.organization_id, active_only=True) == 1
+
+
+async def test_a_request_made_while_a_deactivation_commits_does_not_outlive_it(
+    app: Any, client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    sales = await add_user(client, tenant, "sales")
+
+    async def use_the_token() -> None:
+        await client.get("/api/v1/auth/me", headers=sales.headers)
+
+    [reply] = await _race(
+        app,
+        db,
+        client.post(f"{USERS}/{sales.user_id}/deactivate", headers=tenant.headers),
+        while_held=use_the_token,
     )
-    assert active_owners == 1
+    assert reply.status_code == 200 and reply.json()["is_active"] is False
+    # Once the deactivation is committed, the user is out, whatever was read meanwhile.
+    assert_problem(await client.get("/api/v1/auth/me", headers=sales.headers), 401)
+    assert_problem(await client.get("/api/v1/contacts", headers=sales.headers), 401)
+
+
+async def test_a_request_made_while_a_demotion_commits_does_not_keep_the_old_role(
+    app: Any, client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    admin = await add_user(client, tenant, "admin")
+
+    async def use_the_token() -> None:
+        await client.get("/api/v1/auth/me", headers=admin.headers)
+
+    [reply] = await _race(
+        app,
+        db,
+        client.patch(f"{USERS}/{admin.user_id}", headers=tenant.headers, json={"role": "viewer"}),
+        while_held=use_the_token,
+    )
+    assert reply.status_code == 200 and reply.json()["role"] == "viewer"
+    me = (await client.get("/api/v1/auth/me", headers=admin.headers)).json()
+    assert "users:write" not in me["scopes"], me["scopes"]
+    body = _body("sales")
+    assert_problem(await client.post(USERS, headers=admin.headers, json=body), 403)
+    assert await db.scalar(select(func.count()).select_from(User).where(User.email == body["email"])) == 0
+
+
+async def test_idempotent_replay_creates_one_user(client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession) -> None:
+    headers = {**tenant.headers, "Idempotency-Key": str(uuid.uuid4())}
+    body = _body("sales")
+    first = await client.post(USERS, headers=headers, json=body)
+    second = await client.post(USERS, headers=headers, json=body)
+    assert first.status_code == second.status_code == 201
+    assert second.json() == first.json() and second.headers["idempotent-replayed"] == "true"
+    assert second.headers["location"] == first.headers["location"]
+    assert await db.scalar(select(func.count()).select_from(User).where(User.email == body["email"])) == 1
+    other = await client.post(USERS, headers=headers, json=_body("sales"))
+    assert_problem(other, 422)
+    assert error_locs(other) == [["header", "Idempotency-Key"]]
+
+
+async def test_only_an_owner_changes_an_owner(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    admin = await add_user(client, tenant, "admin")
+    renamed = await client.patch(f"{USERS}/{tenant.user_id}", headers=admin.headers, json={"full_name": "改名"})
+    assert_problem(renamed, 403)
+    itself = await client.patch(f"{USERS}/{tenant.user_id}", headers=tenant.headers, json={"full_name": "王芳芳"})
+    assert itself.status_code == 200
+    assert itself.json()["full_name"] == "王芳芳"

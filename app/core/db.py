@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-from sqlalchemy import make_url, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -100,3 +101,15 @@ async def drop_database(url: str) -> None:
             await connection.execute(text(f'DROP DATABASE IF EXISTS "{quoted}" WITH (FORCE)'))
     finally:
         await engine.dispose()
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Runs `callback` once the session's transaction has committed (not if it rolls back)."""
+    event.listen(session.sync_session, "after_commit", lambda _session: callback(), once=True)
+
+
+async def lock_for_transaction(session: AsyncSession, namespace: str, key: str) -> None:
+    """Serialises transactions that take the same (namespace, key) until they end."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:namespace), hashtext(:key))"), {"namespace": namespace, "key": key}
+    )

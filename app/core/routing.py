@@ -9,8 +9,9 @@ first reply to a POST with an `Idempotency-Key` is stored inside that same trans
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
+import orjson
 from fastapi import Request, Response
 from fastapi.params import Depends
 from fastapi.routing import APIRoute
@@ -41,13 +42,40 @@ async def request_session(request: Request) -> AsyncSession:
     return session
 
 
+EndpointT = TypeVar("EndpointT", bound=Callable[..., Any])
+
+
+def without_idempotency(endpoint: EndpointT) -> EndpointT:
+    """A POST that takes no Idempotency-Key: its reply is made of credentials (tokens) that must
+    not be stored, and replaying it without them would be of no use."""
+    endpoint.__dict__["without_idempotency"] = True
+    return endpoint
+
+
+def redacted_in_replays(*fields: str) -> Callable[[EndpointT], EndpointT]:
+    """The reply's top-level `fields` (secrets shown once) are stored as null for replays."""
+
+    def mark(endpoint: EndpointT) -> EndpointT:
+        endpoint.__dict__["redacted_in_replays"] = fields
+        return endpoint
+
+    return mark
+
+
+def _stored_body(body: bytes, redacted: tuple[str, ...]) -> bytes:
+    if not redacted:
+        return body
+    reply = orjson.loads(body)
+    return orjson.dumps({key: (None if key in redacted else value) for key, value in reply.items()})
+
+
 class TransactionalRoute(APIRoute):
     # Dependencies every POST gets (the router layer sets the idempotency guard here).
     post_dependencies: ClassVar[list[Depends]] = []
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         methods = {m.upper() for m in kwargs.get("methods") or ()}
-        if "POST" in methods and self.post_dependencies:
+        if "POST" in methods and self.post_dependencies and not getattr(endpoint, "without_idempotency", False):
             kwargs["dependencies"] = [
                 *(kwargs.get("dependencies") or []),
                 *self.post_dependencies,
@@ -90,7 +118,7 @@ class TransactionalRoute(APIRoute):
                         claim,
                         status_code=response.status_code,
                         headers=dict(response.headers),
-                        body=bytes(response.body),
+                        body=_stored_body(bytes(response.body), getattr(self.endpoint, "redacted_in_replays", ())),
                     )
                 await session.commit()
                 return response

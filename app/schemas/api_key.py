@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field
 
 from app.core.permissions import Scope
 from app.schemas.common import InputSchema, Page, ReadSchema
@@ -14,7 +14,7 @@ from app.schemas.common import InputSchema, Page, ReadSchema
 class ApiKeyCreate(InputSchema):
     name: str = Field(min_length=1, max_length=200)
     scopes: list[Scope] = Field(min_length=1, description="What the key may do, such as contacts:read")
-    expires_at: datetime | None = Field(default=None, description="Optional expiry (with a UTC offset)")
+    expires_at: AwareDatetime | None = Field(default=None, description="Optional expiry (with a UTC offset)")
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"name": "ERP sync", "scopes": ["contacts:read", "contacts:write"]}]}
@@ -34,7 +34,9 @@ class ApiKeyRead(ReadSchema):
 
 
 class ApiKeyCreated(ApiKeyRead):
-    secret: str = Field(description="Send as `X-API-Key`. Shown once: it is stored only as a hash")
+    secret: str | None = Field(
+        description="Send as `X-API-Key`. Shown once (stored only as a hash): null in an idempotent replay"
+    )
 
 
 class ApiKeyPage(Page[ApiKeyRead]):

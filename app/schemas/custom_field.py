@@ -16,6 +16,17 @@ Options = Annotated[list[Option], Field(max_length=200)]
 CHOICE_TYPES = frozenset({CustomFieldType.select, CustomFieldType.multi_select})
 
 
+def options_problem(field_type: CustomFieldType, options: list[str]) -> str | None:
+    """What is wrong with `options` for a field of `field_type`, if anything."""
+    if field_type in CHOICE_TYPES and not options:
+        return f"a {field_type.value} field needs options"
+    if field_type not in CHOICE_TYPES and options:
+        return f"a {field_type.value} field takes no options"
+    if len(set(options)) != len(options):
+        return "options must be unique"
+    return None
+
+
 class CustomFieldCreate(InputSchema):
     entity: CustomFieldEntity
     key: str = Field(
@@ -47,12 +58,8 @@ class CustomFieldCreate(InputSchema):
 
     @model_validator(mode="after")
     def _options_fit_type(self) -> CustomFieldCreate:
-        if self.type in CHOICE_TYPES and not self.options:
-            raise ValueError(f"a {self.type.value} field needs options")
-        if self.type not in CHOICE_TYPES and self.options:
-            raise ValueError(f"a {self.type.value} field takes no options")
-        if len(set(self.options)) != len(self.options):
-            raise ValueError("options must be unique")
+        if problem := options_problem(self.type, self.options):
+            raise ValueError(problem)
         return self
 
 

@@ -10,6 +10,7 @@ from cachetools import TTLCache
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import after_commit
 from app.core.errors import (
     FieldError,
     RefreshTokenReused,
@@ -145,12 +146,15 @@ _USER_STATE = (
 class _PrincipalCache:
     """Users resolved recently, so a request with a known token needs no query to authorise.
 
-    A change made through this process (role, deactivation, visibility) clears its entries at
-    once; other processes see it within `principal_cache_seconds`.
+    A change made through this process (role, deactivation, visibility) clears the entries
+    when it happens and again once it has committed; an epoch counter stops a request that
+    read the old state meanwhile from putting it back. Other processes see the change within
+    `principal_cache_seconds`.
     """
 
     def __init__(self) -> None:
         self._entries: TTLCache[tuple[uuid.UUID, uuid.UUID], Principal] | None = None
+        self._epoch = 0
 
     def _cache(self) -> TTLCache[tuple[uuid.UUID, uuid.UUID], Principal] | None:
         ttl = get_settings().principal_cache_seconds
@@ -160,19 +164,29 @@ class _PrincipalCache:
             self._entries = TTLCache(maxsize=10_000, ttl=ttl)
         return self._entries
 
+    def stamp(self) -> int:
+        return self._epoch
+
     def get(self, key: tuple[uuid.UUID, uuid.UUID]) -> Principal | None:
         cache = self._cache()
         return cache.get(key) if cache is not None else None
 
-    def put(self, principal: Principal) -> None:
-        if (cache := self._cache()) is not None:
+    def put(self, principal: Principal, *, stamp: int) -> None:
+        if stamp == self._epoch and (cache := self._cache()) is not None:
             cache[(principal.organization_id, principal.id)] = principal
 
     def forget(self, organization_id: uuid.UUID, user_id: uuid.UUID | None = None) -> None:
+        self._epoch += 1
         if (cache := self._cache()) is None:
             return
         for key in [k for k in list(cache.keys()) if k[0] == organization_id and user_id in (None, k[1])]:
             cache.pop(key, None)
+
+    def forget_on_commit(
+        self, session: AsyncSession, organization_id: uuid.UUID, user_id: uuid.UUID | None = None
+    ) -> None:
+        self.forget(organization_id, user_id)
+        after_commit(session, lambda: self.forget(organization_id, user_id))
 
 
 principals = _PrincipalCache()
@@ -182,6 +196,7 @@ async def authenticate_bearer(session: AsyncSession, token: str) -> Principal:
     claims = access_tokens().verify(token)
     if (known := principals.get((claims.organization_id, claims.user_id))) is not None:
         return known
+    stamp = principals.stamp()
     parameters = {"organization_id": claims.organization_id, "user_id": claims.user_id}
     row = (await session.execute(_USER_STATE, parameters)).first()
     if row is None or not row.is_active:
@@ -194,7 +209,7 @@ async def authenticate_bearer(session: AsyncSession, token: str) -> Principal:
         scopes=ROLE_SCOPES[row.role],
         organization_visibility=row.record_visibility,
     )
-    principals.put(principal)
+    principals.put(principal, stamp=stamp)
     return principal
 
 

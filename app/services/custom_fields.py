@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import date
@@ -13,17 +14,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit
 from app.core.enums import AuditAction, CustomFieldEntity, CustomFieldType
-from app.core.errors import FieldError, ValidationFailed
+from app.core.errors import Conflict, FieldError, ValidationFailed
 from app.core.pagination import Keyset, Page
 from app.core.principal import Principal
 from app.core.repository import TenantRepository, check_version
+from app.models.base import utcnow
 from app.models.company import Company
 from app.models.contact import Contact
 from app.models.custom_field import CustomFieldDefinition
-from app.schemas.custom_field import CHOICE_TYPES, CustomFieldCreate, CustomFieldUpdate
+from app.schemas.custom_field import CHOICE_TYPES, CustomFieldCreate, CustomFieldUpdate, options_problem
 from app.services.filters import FieldSpec, FieldType, custom_field_spec
 
 MAX_TEXT_VALUE = 2000
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _RECORD_TABLES: dict[CustomFieldEntity, Any] = {
     CustomFieldEntity.contact: Contact,
     CustomFieldEntity.company: Company,
@@ -94,18 +97,9 @@ async def update_definition(
     check_version(definition.version, expected_version)
     changes = data.changes()
     if "options" in changes:
-        options = changes["options"]
-        if definition.type not in CHOICE_TYPES and options:
-            raise ValidationFailed(
-                FieldError(
-                    ("body", "options"),
-                    f"a {definition.type.value} field takes no options",
-                )
-            )
-        if definition.type in CHOICE_TYPES and not options:
-            raise ValidationFailed(FieldError(("body", "options"), "a choice field needs options"))
-        if len(set(options)) != len(options):
-            raise ValidationFailed(FieldError(("body", "options"), "options must be unique"))
+        if problem := options_problem(definition.type, changes["options"]):
+            raise ValidationFailed(FieldError(("body", "options"), problem))
+        await _refuse_removing_options_in_use(session, principal, definition, changes["options"])
     before = audit.snapshot(definition)
     for name, value in changes.items():
         setattr(definition, name, value)
@@ -122,6 +116,24 @@ async def update_definition(
     return definition
 
 
+async def _refuse_removing_options_in_use(
+    session: AsyncSession, principal: Principal, definition: CustomFieldDefinition, options: list[str]
+) -> None:
+    """Stored values stay valid: an option still held by a record cannot be removed."""
+    table = _RECORD_TABLES[definition.entity]
+    in_use = []
+    for option in set(definition.options) - set(options):
+        value = [option] if definition.type is CustomFieldType.multi_select else option
+        held = select(table.id).where(
+            table.organization_id == principal.organization_id,
+            table.custom_fields.contains({definition.key: value}),
+        )
+        if (await session.execute(held.limit(1))).first() is not None:
+            in_use.append(option)
+    if in_use:
+        raise Conflict(f"Records still hold the options {', '.join(sorted(in_use))}; change them first")
+
+
 async def delete_definition(
     session: AsyncSession,
     principal: Principal,
@@ -129,7 +141,8 @@ async def delete_definition(
     *,
     expected_version: int | None,
 ) -> None:
-    """Deletes the definition and removes its values from every record of the entity."""
+    """Deletes the definition and removes its values from every record of the entity (one audit
+    row, for the definition; the records get new versions)."""
     definition = await _repository(session, principal).get(definition_id, for_update=True)
     check_version(definition.version, expected_version)
     table = _RECORD_TABLES[definition.entity]
@@ -139,7 +152,12 @@ async def delete_definition(
             table.organization_id == principal.organization_id,
             table.custom_fields.has_key(definition.key),
         )
-        .values(custom_fields=table.custom_fields - definition.key)
+        .values(
+            custom_fields=table.custom_fields.op("-")(definition.key),
+            # Their representation changed: new versions, so stale ETags are refused.
+            version=table.version + 1,
+            updated_at=utcnow(),
+        )
         .execution_options(synchronize_session=False)
     )
     audit.record(
@@ -207,8 +225,9 @@ def validate_values(
         except ValueError as exc:
             errors.append(FieldError((*loc, key), str(exc)))
     if current is None:
+        reported = {error.loc[-1] for error in errors}
         for key, definition in definitions.items():
-            if definition.required and key not in merged:
+            if definition.required and key not in merged and key not in reported:
                 errors.append(FieldError((*loc, key), "is required"))
     if errors:
         raise ValidationFailed(errors)
@@ -228,9 +247,11 @@ def _coerce(definition: CustomFieldDefinition, value: Any) -> Any:
                 raise ValueError("must be a number")
             return value
         case CustomFieldType.date:
+            if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+                raise ValueError("must be a date, YYYY-MM-DD")
             try:
                 return date.fromisoformat(value).isoformat()
-            except (TypeError, ValueError) as exc:
+            except ValueError as exc:
                 raise ValueError("must be a date, YYYY-MM-DD") from exc
         case CustomFieldType.boolean:
             if not isinstance(value, bool):

@@ -103,7 +103,7 @@ async def update_organization(
     for name, value in data.changes().items():
         setattr(organization, name, value)
     await session.flush()
-    principals.forget(organization.id)
+    principals.forget_on_commit(session, organization.id)
     if delta := audit.diff(before, audit.snapshot(organization)):
         audit.record(
             session,

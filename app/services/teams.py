@@ -66,9 +66,9 @@ async def _set_members(
                 )
             ).scalars()
         )
-        missing = [(i, user_id) for i, user_id in enumerate(wanted) if user_id not in found]
+        missing = [i for i, user_id in enumerate(member_ids) if user_id not in found]
         if missing:
-            raise ValidationFailed([FieldError(("body", "member_ids", i), "no such user") for i, _ in missing])
+            raise ValidationFailed([FieldError(("body", "member_ids", i), "no such user") for i in missing])
     await session.execute(
         delete(TeamMember).where(
             TeamMember.organization_id == principal.organization_id,

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit
+from app.core.db import lock_for_transaction
 from app.core.enums import AuditAction
 from app.core.errors import (
     Conflict,
@@ -43,11 +44,15 @@ def _check_can_manage(principal: Principal, user: User) -> None:
 
 async def _active_owner_count(session: AsyncSession, organization_id: uuid.UUID) -> int:
     statement = select(func.count()).where(
-        User.organization_id == organization_id,
-        User.role == Role.owner,
-        User.is_active.is_(True),
+        User.organization_id == organization_id, User.role == Role.owner, User.is_active.is_(True)
     )
     return int((await session.execute(statement)).scalar_one())
+
+
+async def _serialise_role_changes(session: AsyncSession, principal: Principal) -> None:
+    """Role changes and deactivations in one organisation take turns, so two owners demoting
+    each other at once cannot both pass the last-owner check."""
+    await lock_for_transaction(session, "user-roles", str(principal.organization_id))
 
 
 async def list_users(
@@ -105,11 +110,13 @@ async def update_user(
     data: UserUpdate,
     expected_version: int | None,
 ) -> User:
+    if "role" in data.model_fields_set:
+        await _serialise_role_changes(session, principal)
     user = await _repository(session, principal).get(user_id, for_update=True)
     check_version(user.version, expected_version)
+    _check_can_manage(principal, user)
     changes = data.changes()
     if "role" in changes and changes["role"] != user.role:
-        _check_can_manage(principal, user)
         _check_can_grant(principal, changes["role"])
         if user.role is Role.owner and user.is_active and await _active_owner_count(session, user.organization_id) <= 1:
             raise Conflict("The organisation's last owner cannot be given another role")
@@ -117,7 +124,7 @@ async def update_user(
     for name, value in changes.items():
         setattr(user, name, value)
     await session.flush()
-    principals.forget(user.organization_id, user.id)
+    principals.forget_on_commit(session, user.organization_id, user.id)
     if delta := audit.diff(before, audit.snapshot(user)):
         audit.record(
             session,
@@ -138,6 +145,7 @@ async def set_user_active(
     active: bool,
     expected_version: int | None,
 ) -> User:
+    await _serialise_role_changes(session, principal)
     user = await _repository(session, principal).get(user_id, for_update=True)
     check_version(user.version, expected_version)
     _check_can_manage(principal, user)
@@ -154,7 +162,7 @@ async def set_user_active(
     if not active:
         await revoke_user_tokens(session, user)
     await session.flush()
-    principals.forget(user.organization_id, user.id)
+    principals.forget_on_commit(session, user.organization_id, user.id)
     audit.record(
         session,
         principal,

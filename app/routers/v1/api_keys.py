@@ -10,6 +10,7 @@ from fastapi import APIRouter, Response
 from app.core.pagination import DEFAULT_LIMIT
 from app.core.permissions import Scope
 from app.core.principal import Principal
+from app.core.routing import redacted_in_replays
 from app.routers.deps import (
     API_PREFIX,
     AUTHENTICATED,
@@ -54,6 +55,7 @@ async def list_api_keys(
     responses=problems(*AUTHENTICATED),
     summary="Create an API key (the secret is in this reply only)",
 )
+@redacted_in_replays("secret")
 async def create_api_key(
     session: SessionDep, principal: Manager, body: ApiKeyCreate, response: Response
 ) -> ApiKeyCreated:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
 
 from app.core.pagination import DEFAULT_LIMIT
 from app.core.permissions import Scope
@@ -39,8 +39,8 @@ async def list_audit_log(
     entity_type: Annotated[str | None, Query(max_length=64, description="contact, company, user, team…")] = None,
     entity_id: uuid.UUID | None = None,
     actor_id: uuid.UUID | None = None,
-    since: Annotated[datetime | None, Query(description="Entries at or after this time")] = None,
-    until: Annotated[datetime | None, Query(description="Entries before this time")] = None,
+    since: Annotated[AwareDatetime | None, Query(description="Entries at or after this time")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="Entries before this time")] = None,
     cursor: CursorDep = None,
     limit: LimitDep = DEFAULT_LIMIT,
 ) -> AuditEntryPage:

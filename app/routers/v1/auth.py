@@ -6,10 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Response
 
-from app.core.routing import TransactionalRoute
+from app.core.routing import without_idempotency
 from app.routers.deps import (
     API_PREFIX,
     AUTHENTICATED,
+    ApiRoute,
     PrincipalDep,
     SessionDep,
     anonymous_rate_limit,
@@ -28,10 +29,7 @@ from app.schemas.organization import OrganizationRead
 from app.schemas.user import UserRead
 from app.services import api_keys, auth, organizations, users
 
-# Replies here carry tokens; storing them for idempotent replay would keep live credentials in
-# the database (refresh tokens are otherwise only stored hashed), so these POSTs take no
-# Idempotency-Key. Retrying sign-in is harmless; a lost refresh reply means signing in again.
-router = APIRouter(prefix=API_PREFIX + "/auth", tags=["auth"], route_class=TransactionalRoute)
+router = APIRouter(prefix=API_PREFIX + "/auth", tags=["auth"], route_class=ApiRoute)
 anonymous = [Depends(anonymous_rate_limit)]
 
 
@@ -51,6 +49,7 @@ def _pair(tokens: auth.IssuedTokens) -> TokenPair:
     dependencies=anonymous,
     responses=problems(403, 409, 422, 429),
 )
+@without_idempotency
 async def signup(session: SessionDep, body: SignupRequest) -> SignupResult:
     founded, tokens = await organizations.signup(session, data=body)
     return SignupResult(
@@ -68,6 +67,7 @@ async def signup(session: SessionDep, body: SignupRequest) -> SignupResult:
     responses=problems(401, 422, 429),
     summary="Sign in (OAuth2 password grant)",
 )
+@without_idempotency
 async def issue_token(
     session: SessionDep,
     username: Annotated[str, Form(max_length=320, description="The user's e-mail")],
@@ -84,6 +84,7 @@ async def issue_token(
     responses=problems(401, 422, 429),
     summary="Rotate a refresh token",
 )
+@without_idempotency
 async def refresh_token(session: SessionDep, body: RefreshRequest) -> TokenPair:
     return _pair(await auth.refresh(session, refresh_token=body.refresh_token))
 
