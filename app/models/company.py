@@ -66,8 +66,10 @@ class Company(TenantMixin, AddressMixin, TimestampMixin, ArchivableMixin, Versio
     external_id: Mapped[str | None] = mapped_column(String(200), default=None)
     custom_fields: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
 
-    # Normalised text behind `?q=`; the grams are computed by the database from it.
-    search_text: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Normalised text behind `?q=`; the grams are computed by the database from it. Deferred:
+    # only searches use them, and no read needs to carry them.
+    search_text: Mapped[str] = mapped_column(Text, default="", server_default="", deferred=True)
     search_grams: Mapped[list[str]] = mapped_column(
-        ARRAY(Text), Computed("rapport_search_grams(search_text)", persisted=True)
+        ARRAY(Text), Computed("rapport_search_grams(search_text)", persisted=True),
+        deferred=True,
     )

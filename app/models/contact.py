@@ -84,12 +84,14 @@ class Contact(TenantMixin, AddressMixin, TimestampMixin, ArchivableMixin, Versio
 
     # Normalised text behind `?q=`: the contact's own names, e-mails and phones, and its
     # company's name (kept apart so a company rename is one UPDATE). Grams come from the database.
-    search_text: Mapped[str] = mapped_column(Text, default="", server_default="")
-    company_search_text: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Deferred: only searches use them, and no read needs to carry them.
+    search_text: Mapped[str] = mapped_column(Text, default="", server_default="", deferred=True)
+    company_search_text: Mapped[str] = mapped_column(Text, default="", server_default="", deferred=True)
     search_grams: Mapped[list[str]] = mapped_column(
         ARRAY(Text),
         Computed(
             "rapport_search_grams(search_text || chr(31) || company_search_text)",
             persisted=True,
         ),
+        deferred=True,
     )

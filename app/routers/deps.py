@@ -33,7 +33,6 @@ SessionDep = Annotated[AsyncSession, Depends(request_session)]
 
 _bearer = OAuth2PasswordBearer(tokenUrl=API_PREFIX + "/auth/token", auto_error=False, scheme_name="bearer")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="api_key")
-_PRINCIPAL_STATE_KEY = "principal"
 
 
 def app_settings(request: Request) -> Settings:
@@ -55,12 +54,13 @@ async def _limit(request: Request, identity: str, limit: int) -> None:
 
 async def optional_principal(
     request: Request,
-    session: SessionDep,
     token: Annotated[str | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal | None:
-    """The caller, if it sent credentials; bad credentials are a 401 even where auth is optional."""
+    """The caller, if it sent credentials; bad credentials are a 401 even where auth is optional.
+    (This runs on every request, so it reads the session without a dependency of its own.)"""
     settings = app_settings(request)
+    session = await request_session(request)
     if api_key:
         principal = await auth.authenticate_api_key(session, api_key)
         await _limit(request, f"api_key:{principal.id}", settings.rate_limit_api_key_per_minute)
@@ -69,7 +69,6 @@ async def optional_principal(
         await _limit(request, f"user:{principal.id}", settings.rate_limit_user_per_minute)
     else:
         return None
-    setattr(request.state, _PRINCIPAL_STATE_KEY, principal)
     return principal
 
 
@@ -87,7 +86,8 @@ PrincipalDep = Annotated[Principal, Depends(current_principal)]
 def require(scope: Scope) -> Any:
     """`Annotated[Principal, require(Scope.contacts_write)]`: the caller, holding that scope."""
 
-    async def holding_scope(principal: PrincipalDep) -> Principal:
+    async def holding_scope(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+        principal = await current_principal(principal)
         principal.require(scope)
         return principal
 
