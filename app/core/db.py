@@ -22,13 +22,17 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def server_settings(settings: Settings) -> dict[str, str]:
+    values = {"application_name": "rapport", "jit": "off"}
+    if settings.database_statement_timeout_ms:
+        values["statement_timeout"] = str(settings.database_statement_timeout_ms)
+    return values
+
+
 def create_engine(settings: Settings, *, url: str | None = None, pool_size: int | None = None) -> AsyncEngine:
     database_url = url or settings.database_url
     if not database_url:
         raise RuntimeError("RAPPORT_DATABASE_URL is not set (use `rapport serve` for an embedded database)")
-    server_settings = {"application_name": "rapport", "jit": "off"}
-    if settings.database_statement_timeout_ms:
-        server_settings["statement_timeout"] = str(settings.database_statement_timeout_ms)
     return create_async_engine(
         database_url,
         pool_size=pool_size or settings.database_pool_size,
@@ -38,7 +42,7 @@ def create_engine(settings: Settings, *, url: str | None = None, pool_size: int 
         pool_recycle=1800,
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
-        connect_args={"server_settings": server_settings},
+        connect_args={"server_settings": server_settings(settings)},
     )
 
 

@@ -1,5 +1,4 @@
-"""Pure ASGI middleware: request context (ids, access logs, metrics, rate-limit headers, the
-last-resort 500) and the request body size limit."""
+"""The outermost ASGI layer of the app (pure ASGI: it runs on every request)."""
 
 from __future__ import annotations
 
@@ -7,8 +6,6 @@ import re
 import time
 from typing import Any
 
-import structlog
-from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,8 +29,12 @@ def _incoming_request_id(scope: Scope) -> str | None:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    """One layer for what every request needs: its id, the body size limit, the access log and
+    metrics, the rate-limit headers, and a problem document for anything unhandled."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,7 +42,6 @@ class RequestContextMiddleware:
             return
         request_id = _incoming_request_id(scope) or new_id().hex
         token = request_id_var.set(request_id)
-        structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -51,26 +51,36 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                headers = MutableHeaders(scope=message)
-                headers["X-Request-ID"] = request_id
+                headers = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
                 state: dict[str, Any] = scope.get("state", {})
                 if (limit := state.get(RATE_LIMIT_STATE_KEY)) is not None:
-                    for name, value in limit.headers().items():
-                        headers[name] = value
+                    headers += [(name.lower().encode(), value.encode()) for name, value in limit.headers().items()]
+                message["headers"] = headers
             await send(message)
 
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise HTTPException(413, self._too_large())
+            return message
+
         try:
-            await self.app(scope, receive, send_with_headers)
+            if self._declares_too_much(scope):
+                await problem_response(None, status=413, slug="payload-too-large", detail=self._too_large())(
+                    scope, receive, send_with_headers
+                )
+            else:
+                await self.app(scope, receive_within_limit, send_with_headers)
         except Exception:
             log.exception("unhandled_error", method=scope["method"], path=scope["path"])
             if response_started:
                 raise
-            response = problem_response(
-                None,
-                status=500,
-                slug="internal-error",
-                detail="An unexpected error occurred",
-            )
+            response = problem_response(None, status=500, slug="internal-error", detail="An unexpected error occurred")
             await response(scope, receive, send_with_headers)
         finally:
             elapsed = time.perf_counter() - started
@@ -86,40 +96,13 @@ class RequestContextMiddleware:
                 status=status,
                 duration_ms=round(elapsed * 1000, 2),
             )
-            structlog.contextvars.unbind_contextvars("request_id")
             request_id_var.reset(token)
 
-
-class BodySizeLimitMiddleware:
-    """413 for bodies over the limit: at once when Content-Length says so, else while reading."""
-
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def _declares_too_much(self, scope: Scope) -> bool:
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._too_large()(scope, receive, send)
-                return
-        received = 0
+            if name == b"content-length":
+                return value.isdigit() and int(value) > self.max_body_bytes
+        return False
 
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise HTTPException(413, self._detail())
-            return message
-
-        await self.app(scope, counting_receive, send)
-
-    def _detail(self) -> str:
-        return f"The request body is larger than {self.max_bytes} bytes"
-
-    def _too_large(self) -> ASGIApp:
-        return problem_response(None, status=413, slug="payload-too-large", detail=self._detail())
+    def _too_large(self) -> str:
+        return f"The request body is larger than {self.max_body_bytes} bytes"

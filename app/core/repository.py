@@ -8,6 +8,7 @@ forbidden, so ids do not leak.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
@@ -15,6 +16,7 @@ from sqlalchemy import ColumnElement, Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from app.core import reads
 from app.core.errors import NotFound, PreconditionFailed
 from app.core.pagination import Keyset, Page
 from app.core.permissions import Visibility
@@ -92,7 +94,7 @@ class TenantRepository(Generic[M]):
             statement = statement.where(clause)
         return statement
 
-    async def get(self, record_id: uuid.UUID, *, for_update: bool = False) -> M:
+    def _by_id(self, record_id: uuid.UUID, *, for_update: bool) -> tuple[Select[Any], dict[str, Any]]:
         owned = "owner_id" in self._columns
         statement = _get_by_id(self.model, self.principal.visibility if owned else Visibility.all, for_update)
         parameters = {
@@ -100,10 +102,21 @@ class TenantRepository(Generic[M]):
             "record_id": record_id,
             "principal_id": self.principal.id,
         }
+        return statement, parameters
+
+    async def get(self, record_id: uuid.UUID, *, for_update: bool = False) -> M:
+        statement, parameters = self._by_id(record_id, for_update=for_update)
         record: M | None = (await self.session.execute(statement, parameters)).scalar_one_or_none()
         if record is None:
             raise NotFound(f"No {self.label} with id {record_id}")
         return record
+
+    async def read(self, record_id: uuid.UUID) -> Mapping[str, Any]:
+        """`get` for a reply only: the row as a mapping, read without the ORM (see core/reads)."""
+        row = await reads.fetch_one(*self._by_id(record_id, for_update=False))
+        if row is None:
+            raise NotFound(f"No {self.label} with id {record_id}")
+        return row
 
     async def page(self, statement: Select[Any], keyset: Keyset, *, cursor: str | None, limit: int) -> Page[M]:
         rows = (await self.session.execute(keyset.apply(statement, cursor=cursor, limit=limit))).all()

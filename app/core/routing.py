@@ -9,7 +9,7 @@ first reply to a POST with an `Idempotency-Key` is stored inside that same trans
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import orjson
 from fastapi import Request, Response
@@ -17,7 +17,7 @@ from fastapi.params import Depends
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core import idempotency
+from app.core import idempotency, reads
 from app.core.errors import DomainError
 
 SESSION_STATE_KEY = "db"
@@ -38,8 +38,8 @@ class IdempotentReplay(Exception):
 
 
 async def request_session(request: Request) -> AsyncSession:
-    session: AsyncSession = getattr(request.state, SESSION_STATE_KEY)
-    return session
+    unit: _UnitOfWork = getattr(request.state, SESSION_STATE_KEY)
+    return cast(AsyncSession, _DeferredSession(unit))
 
 
 EndpointT = TypeVar("EndpointT", bound=Callable[..., Any])
@@ -84,43 +84,82 @@ class TransactionalRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
+        redacted: tuple[str, ...] = getattr(self.endpoint, "redacted_in_replays", ())
 
         async def handle_in_transaction(request: Request) -> Response:
+            state = request.app.state
             # Reads need no transaction: in autocommit they skip the BEGIN and COMMIT round trips.
-            sessions: async_sessionmaker[AsyncSession] = (
-                request.app.state.read_session_factory
-                if request.method in SAFE_METHODS
-                else request.app.state.session_factory
-            )
-            async with sessions() as session:
-                setattr(request.state, SESSION_STATE_KEY, session)
-                try:
-                    response = await handle(request)
-                except IdempotentReplay as replay:
-                    await session.rollback()
-                    return replay.response()
-                except DomainError as error:
-                    if error.commit_transaction:
-                        await session.commit()
-                    else:
-                        await session.rollback()
-                    raise
-                except BaseException:
-                    await session.rollback()
-                    raise
-                if response.status_code >= 400:
-                    await session.rollback()
-                    return response
-                claim = getattr(request.state, IDEMPOTENCY_CLAIM_STATE_KEY, None)
-                if claim is not None:
-                    await idempotency.store(
-                        session,
-                        claim,
-                        status_code=response.status_code,
-                        headers=dict(response.headers),
-                        body=_stored_body(bytes(response.body), getattr(self.endpoint, "redacted_in_replays", ())),
-                    )
-                await session.commit()
+            safe = request.method in SAFE_METHODS
+            unit = _UnitOfWork(state.read_session_factory if safe else state.session_factory)
+            setattr(request.state, SESSION_STATE_KEY, unit)
+            pool_token = reads.use_pool(state.read_pool)
+            try:
+                response = await handle(request)
+            except IdempotentReplay as replay:
+                await unit.finish(commit=False)
+                return replay.response()
+            except DomainError as error:
+                await unit.finish(commit=error.commit_transaction)
+                raise
+            except BaseException:
+                await unit.finish(commit=False)
+                raise
+            finally:
+                reads.release_pool(pool_token)
+            if response.status_code >= 400:
+                await unit.finish(commit=False)
                 return response
+            claim = getattr(request.state, IDEMPOTENCY_CLAIM_STATE_KEY, None)
+            if claim is not None:
+                await idempotency.store(
+                    unit.session(),
+                    claim,
+                    status_code=response.status_code,
+                    headers=dict(response.headers),
+                    body=_stored_body(bytes(response.body), redacted),
+                )
+            await unit.finish(commit=True)
+            return response
 
         return handle_in_transaction
+
+
+class _DeferredSession:
+    """Stands in for the request's session and opens it on first use, so a handler that never
+    touches the database (its data came from caches and the read pool) pays nothing for it."""
+
+    __slots__ = ("_unit",)
+
+    def __init__(self, unit: _UnitOfWork) -> None:
+        self._unit = unit
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._unit.session(), name)
+
+
+class _UnitOfWork:
+    """The request's session, opened only if something asks for it (a GET served from caches
+    and the read pool never does)."""
+
+    __slots__ = ("_factory", "_session")
+
+    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+        self._factory = factory
+        self._session: AsyncSession | None = None
+
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            self._session = self._factory()
+        return self._session
+
+    async def finish(self, *, commit: bool) -> None:
+        session, self._session = self._session, None
+        if session is None or not session.in_transaction():
+            return  # never used: nothing to commit, no connection to give back
+        try:
+            if commit:
+                await session.commit()
+            else:
+                await session.rollback()
+        finally:
+            await session.close()

@@ -70,6 +70,7 @@ class Company(TenantMixin, AddressMixin, TimestampMixin, ArchivableMixin, Versio
     # only searches use them, and no read needs to carry them.
     search_text: Mapped[str] = mapped_column(Text, default="", server_default="", deferred=True)
     search_grams: Mapped[list[str]] = mapped_column(
-        ARRAY(Text), Computed("rapport_search_grams(search_text)", persisted=True),
+        ARRAY(Text),
+        Computed("rapport_search_grams(search_text)", persisted=True),
         deferred=True,
     )

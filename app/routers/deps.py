@@ -31,8 +31,11 @@ from app.services.records import FindQuery
 API_PREFIX = "/api/v1"
 SessionDep = Annotated[AsyncSession, Depends(request_session)]
 
+# The two ways to authenticate, as OpenAPI describes them. Requests are not parsed through these
+# (a dependency layer per request costs more than reading two headers); see `described_security`.
 _bearer = OAuth2PasswordBearer(tokenUrl=API_PREFIX + "/auth/token", auto_error=False, scheme_name="bearer")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="api_key")
+SECURITY_SCHEMES = {"bearer": _bearer.model, "api_key": _api_key.model}
 
 
 def app_settings(request: Request) -> Settings:
@@ -52,29 +55,41 @@ async def _limit(request: Request, identity: str, limit: int) -> None:
         raise RateLimited(state.reset_seconds)
 
 
-async def optional_principal(
-    request: Request,
-    token: Annotated[str | None, Depends(_bearer)],
-    api_key: Annotated[str | None, Depends(_api_key)],
-) -> Principal | None:
-    """The caller, if it sent credentials; bad credentials are a 401 even where auth is optional.
-    (This runs on every request, so it reads the session without a dependency of its own.)"""
+def _credentials(request: Request) -> tuple[str | None, str | None]:
+    """(bearer token, API key) from the headers, as OAuth2PasswordBearer and APIKeyHeader read them."""
+    headers = request.headers
+    token = None
+    if authorization := headers.get("authorization"):
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value:
+            token = value
+    return token, headers.get("x-api-key") or None
+
+
+async def optional_principal(request: Request) -> Principal | None:
+    """The caller, if it sent credentials; bad credentials are a 401 even where auth is optional."""
+    token, api_key = _credentials(request)
+    if not token and not api_key:
+        return None
     settings = app_settings(request)
     session = await request_session(request)
     if api_key:
         principal = await auth.authenticate_api_key(session, api_key)
         await _limit(request, f"api_key:{principal.id}", settings.rate_limit_api_key_per_minute)
-    elif token:
+    else:
+        assert token is not None
         principal = await auth.authenticate_bearer(session, token)
         await _limit(request, f"user:{principal.id}", settings.rate_limit_user_per_minute)
-    else:
-        return None
     return principal
 
 
-async def current_principal(
-    principal: Annotated[Principal | None, Depends(optional_principal)],
-) -> Principal:
+def _needs_credentials(dependency: Any) -> Any:
+    dependency.needs_credentials = True
+    return dependency
+
+
+@_needs_credentials
+async def current_principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
     if principal is None:
         raise Unauthorized("Send a bearer token (Authorization: Bearer …) or an API key (X-API-Key)")
     return principal
@@ -86,6 +101,7 @@ PrincipalDep = Annotated[Principal, Depends(current_principal)]
 def require(scope: Scope) -> Any:
     """`Annotated[Principal, require(Scope.contacts_write)]`: the caller, holding that scope."""
 
+    @_needs_credentials
     async def holding_scope(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
         principal = await current_principal(principal)
         principal.require(scope)
@@ -93,6 +109,17 @@ def require(scope: Scope) -> Any:
 
     holding_scope.__name__ = f"require_{scope.name}"
     return Depends(holding_scope)
+
+
+def described_security(route: Any) -> list[dict[str, list[str]]]:
+    """The OpenAPI `security` of a route: both schemes where a dependency needs credentials."""
+    pending = list(route.dependant.dependencies)
+    while pending:
+        dependant = pending.pop()
+        if getattr(dependant.call, "needs_credentials", False):
+            return [{name: []} for name in SECURITY_SCHEMES]
+        pending.extend(dependant.dependencies)
+    return []
 
 
 async def anonymous_rate_limit(request: Request) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -159,8 +161,9 @@ async def create_contact(session: AsyncSession, principal: Principal, *, data: C
     return contact
 
 
-async def get_contact(session: AsyncSession, principal: Principal, contact_id: uuid.UUID) -> Contact:
-    return await CONTACTS.repository(session, principal).get(contact_id)
+async def get_contact(session: AsyncSession, principal: Principal, contact_id: uuid.UUID) -> Mapping[str, Any]:
+    """The contact as its columns, for a reply (read without the ORM: GET by id is the hot path)."""
+    return await CONTACTS.repository(session, principal).read(contact_id)
 
 
 async def update_contact(

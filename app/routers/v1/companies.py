@@ -127,7 +127,7 @@ async def create_company(
 )
 async def get_company(session: SessionDep, principal: Reader, company_id: uuid.UUID, response: Response) -> CompanyRead:
     company = await companies.get_company(session, principal, company_id)
-    set_etag(response, company.version)
+    set_etag(response, company["version"])
     return CompanyRead.model_validate(company)
 
 

@@ -134,7 +134,7 @@ async def create_contact(
 )
 async def get_contact(session: SessionDep, principal: Reader, contact_id: uuid.UUID, response: Response) -> ContactRead:
     contact = await contacts.get_contact(session, principal, contact_id)
-    set_etag(response, contact.version)
+    set_etag(response, contact["version"])
     return ContactRead.model_validate(contact)
 
 
