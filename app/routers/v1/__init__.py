@@ -1,5 +1,6 @@
 """Version 1 of the API, under /api/v1 (each router carries the full prefix, so route
-templates in logs and metrics read as the client sees them)."""
+templates in logs and metrics read as the client sees them). Routes are matched in this
+order, so the busiest resources come first."""
 
 from fastapi import APIRouter
 

@@ -21,9 +21,9 @@ from app.routers.deps import (
     SessionDep,
     SortDep,
     problems,
+    record_reply,
     require,
     search_query,
-    set_etag,
 )
 from app.schemas.audit import AuditEntryPage, AuditEntryRead
 from app.schemas.common import CountryCode, Domain
@@ -110,13 +110,11 @@ async def search_companies(session: SessionDep, principal: Reader, body: SearchR
     response_model=CompanyRead,
     responses=problems(*AUTHENTICATED, 409),
 )
-async def create_company(
-    session: SessionDep, principal: Writer, body: CompanyCreate, response: Response
-) -> CompanyRead:
+async def create_company(session: SessionDep, principal: Writer, body: CompanyCreate) -> Response:
     company = await companies.create_company(session, principal, data=body)
-    response.headers["Location"] = f"/api/v1/companies/{company.id}"
-    set_etag(response, company.version)
-    return CompanyRead.model_validate(company)
+    return record_reply(
+        CompanyRead.model_validate(company), status_code=201, location=f"/api/v1/companies/{company.id}"
+    )
 
 
 @router.get(
@@ -125,10 +123,9 @@ async def create_company(
     response_model=CompanyRead,
     responses=problems(*AUTHENTICATED, 404),
 )
-async def get_company(session: SessionDep, principal: Reader, company_id: uuid.UUID, response: Response) -> CompanyRead:
+async def get_company(session: SessionDep, principal: Reader, company_id: uuid.UUID) -> Response:
     company = await companies.get_company(session, principal, company_id)
-    set_etag(response, company["version"])
-    return CompanyRead.model_validate(company)
+    return record_reply(CompanyRead.model_validate(company))
 
 
 @router.patch(
@@ -143,11 +140,9 @@ async def update_company(
     company_id: uuid.UUID,
     body: CompanyUpdate,
     version: ExpectedVersionDep,
-    response: Response,
-) -> CompanyRead:
+) -> Response:
     company = await companies.update_company(session, principal, company_id, data=body, expected_version=version)
-    set_etag(response, company.version)
-    return CompanyRead.model_validate(company)
+    return record_reply(CompanyRead.model_validate(company))
 
 
 @router.delete(
@@ -162,11 +157,9 @@ async def archive_company(
     principal: Writer,
     company_id: uuid.UUID,
     version: ExpectedVersionDep,
-    response: Response,
-) -> CompanyRead:
+) -> Response:
     company = await companies.archive_company(session, principal, company_id, expected_version=version)
-    set_etag(response, company.version)
-    return CompanyRead.model_validate(company)
+    return record_reply(CompanyRead.model_validate(company))
 
 
 @router.post(
@@ -180,11 +173,9 @@ async def restore_company(
     principal: Writer,
     company_id: uuid.UUID,
     version: ExpectedVersionDep,
-    response: Response,
-) -> CompanyRead:
+) -> Response:
     company = await companies.restore_company(session, principal, company_id, expected_version=version)
-    set_etag(response, company.version)
-    return CompanyRead.model_validate(company)
+    return record_reply(CompanyRead.model_validate(company))
 
 
 @router.get(

@@ -21,9 +21,9 @@ from app.routers.deps import (
     SessionDep,
     SortDep,
     problems,
+    record_reply,
     require,
     search_query,
-    set_etag,
 )
 from app.schemas.audit import AuditEntryPage, AuditEntryRead
 from app.schemas.common import CountryCode, Email, Phone
@@ -117,13 +117,9 @@ async def search_contacts(session: SessionDep, principal: Reader, body: SearchRe
     response_model=ContactRead,
     responses=problems(*AUTHENTICATED, 409),
 )
-async def create_contact(
-    session: SessionDep, principal: Writer, body: ContactCreate, response: Response
-) -> ContactRead:
+async def create_contact(session: SessionDep, principal: Writer, body: ContactCreate) -> Response:
     contact = await contacts.create_contact(session, principal, data=body)
-    response.headers["Location"] = f"/api/v1/contacts/{contact.id}"
-    set_etag(response, contact.version)
-    return ContactRead.model_validate(contact)
+    return record_reply(ContactRead.model_validate(contact), status_code=201, location=f"/api/v1/contacts/{contact.id}")
 
 
 @router.get(
@@ -132,10 +128,9 @@ async def create_contact(
     response_model=ContactRead,
     responses=problems(*AUTHENTICATED, 404),
 )
-async def get_contact(session: SessionDep, principal: Reader, contact_id: uuid.UUID, response: Response) -> ContactRead:
+async def get_contact(session: SessionDep, principal: Reader, contact_id: uuid.UUID) -> Response:
     contact = await contacts.get_contact(session, principal, contact_id)
-    set_etag(response, contact["version"])
-    return ContactRead.model_validate(contact)
+    return record_reply(ContactRead.model_validate(contact))
 
 
 @router.patch(
@@ -150,11 +145,9 @@ async def update_contact(
     contact_id: uuid.UUID,
     body: ContactUpdate,
     version: ExpectedVersionDep,
-    response: Response,
-) -> ContactRead:
+) -> Response:
     contact = await contacts.update_contact(session, principal, contact_id, data=body, expected_version=version)
-    set_etag(response, contact.version)
-    return ContactRead.model_validate(contact)
+    return record_reply(ContactRead.model_validate(contact))
 
 
 @router.delete(
@@ -169,11 +162,9 @@ async def archive_contact(
     principal: Writer,
     contact_id: uuid.UUID,
     version: ExpectedVersionDep,
-    response: Response,
-) -> ContactRead:
+) -> Response:
     contact = await contacts.archive_contact(session, principal, contact_id, expected_version=version)
-    set_etag(response, contact.version)
-    return ContactRead.model_validate(contact)
+    return record_reply(ContactRead.model_validate(contact))
 
 
 @router.post(
@@ -187,11 +178,9 @@ async def restore_contact(
     principal: Writer,
     contact_id: uuid.UUID,
     version: ExpectedVersionDep,
-    response: Response,
-) -> ContactRead:
+) -> Response:
     contact = await contacts.restore_contact(session, principal, contact_id, expected_version=version)
-    set_etag(response, contact.version)
-    return ContactRead.model_validate(contact)
+    return record_reply(ContactRead.model_validate(contact))
 
 
 @router.get(

@@ -20,8 +20,8 @@ from app.routers.deps import (
     LimitDep,
     SessionDep,
     problems,
+    record_reply,
     require,
-    set_etag,
 )
 from app.schemas.custom_field import (
     CustomFieldCreate,
@@ -63,13 +63,11 @@ async def list_custom_fields(
     response_model=CustomFieldRead,
     responses=problems(*AUTHENTICATED, 409),
 )
-async def create_custom_field(
-    session: SessionDep, principal: Writer, body: CustomFieldCreate, response: Response
-) -> CustomFieldRead:
+async def create_custom_field(session: SessionDep, principal: Writer, body: CustomFieldCreate) -> Response:
     definition = await custom_fields.create_definition(session, principal, data=body)
-    response.headers["Location"] = f"/api/v1/custom-fields/{definition.id}"
-    set_etag(response, definition.version)
-    return CustomFieldRead.model_validate(definition)
+    return record_reply(
+        CustomFieldRead.model_validate(definition), status_code=201, location=f"/api/v1/custom-fields/{definition.id}"
+    )
 
 
 @router.get(
@@ -78,12 +76,9 @@ async def create_custom_field(
     response_model=CustomFieldRead,
     responses=problems(*AUTHENTICATED, 404),
 )
-async def get_custom_field(
-    session: SessionDep, principal: Reader, field_id: uuid.UUID, response: Response
-) -> CustomFieldRead:
+async def get_custom_field(session: SessionDep, principal: Reader, field_id: uuid.UUID) -> Response:
     definition = await custom_fields.get_definition(session, principal, field_id)
-    set_etag(response, definition.version)
-    return CustomFieldRead.model_validate(definition)
+    return record_reply(CustomFieldRead.model_validate(definition))
 
 
 @router.patch(
@@ -98,13 +93,11 @@ async def update_custom_field(
     field_id: uuid.UUID,
     body: CustomFieldUpdate,
     version: ExpectedVersionDep,
-    response: Response,
-) -> CustomFieldRead:
+) -> Response:
     definition = await custom_fields.update_definition(
         session, principal, field_id, data=body, expected_version=version
     )
-    set_etag(response, definition.version)
-    return CustomFieldRead.model_validate(definition)
+    return record_reply(CustomFieldRead.model_validate(definition))
 
 
 @router.delete(

@@ -15,8 +15,8 @@ from app.routers.deps import (
     ExpectedVersionDep,
     SessionDep,
     problems,
+    record_reply,
     require,
-    set_etag,
 )
 from app.schemas.organization import OrganizationRead, OrganizationUpdate
 from app.services import organizations
@@ -33,11 +33,9 @@ router = APIRouter(prefix=API_PREFIX + "/organization", tags=["organization"], r
 async def get_organization(
     session: SessionDep,
     principal: Annotated[Principal, require(Scope.organization_read)],
-    response: Response,
-) -> OrganizationRead:
+) -> Response:
     organization = await organizations.get_organization(session, principal)
-    set_etag(response, organization.version)
-    return OrganizationRead.model_validate(organization)
+    return record_reply(OrganizationRead.model_validate(organization))
 
 
 @router.patch(
@@ -51,8 +49,6 @@ async def update_organization(
     principal: Annotated[Principal, require(Scope.organization_write)],
     body: OrganizationUpdate,
     version: ExpectedVersionDep,
-    response: Response,
-) -> OrganizationRead:
+) -> Response:
     organization = await organizations.update_organization(session, principal, data=body, expected_version=version)
-    set_etag(response, organization.version)
-    return OrganizationRead.model_validate(organization)
+    return record_reply(OrganizationRead.model_validate(organization))

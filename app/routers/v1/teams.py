@@ -19,8 +19,8 @@ from app.routers.deps import (
     LimitDep,
     SessionDep,
     problems,
+    record_reply,
     require,
-    set_etag,
 )
 from app.schemas.team import TeamCreate, TeamPage, TeamRead, TeamUpdate
 from app.services import teams
@@ -66,11 +66,9 @@ async def list_teams(
     response_model=TeamRead,
     responses=problems(*AUTHENTICATED, 409),
 )
-async def create_team(session: SessionDep, principal: Writer, body: TeamCreate, response: Response) -> TeamRead:
+async def create_team(session: SessionDep, principal: Writer, body: TeamCreate) -> Response:
     found = await teams.create_team(session, principal, data=body)
-    response.headers["Location"] = f"/api/v1/teams/{found.team.id}"
-    set_etag(response, found.team.version)
-    return _read(found)
+    return record_reply(_read(found), status_code=201, location=f"/api/v1/teams/{found.team.id}")
 
 
 @router.get(
@@ -79,10 +77,9 @@ async def create_team(session: SessionDep, principal: Writer, body: TeamCreate, 
     response_model=TeamRead,
     responses=problems(*AUTHENTICATED, 404),
 )
-async def get_team(session: SessionDep, principal: Reader, team_id: uuid.UUID, response: Response) -> TeamRead:
+async def get_team(session: SessionDep, principal: Reader, team_id: uuid.UUID) -> Response:
     found = await teams.get_team(session, principal, team_id)
-    set_etag(response, found.team.version)
-    return _read(found)
+    return record_reply(_read(found))
 
 
 @router.patch(
@@ -97,11 +94,9 @@ async def update_team(
     team_id: uuid.UUID,
     body: TeamUpdate,
     version: ExpectedVersionDep,
-    response: Response,
-) -> TeamRead:
+) -> Response:
     found = await teams.update_team(session, principal, team_id, data=body, expected_version=version)
-    set_etag(response, found.team.version)
-    return _read(found)
+    return record_reply(_read(found))
 
 
 @router.delete(

@@ -19,8 +19,8 @@ from app.routers.deps import (
     LimitDep,
     SessionDep,
     problems,
+    record_reply,
     require,
-    set_etag,
 )
 from app.schemas.user import UserCreate, UserPage, UserRead, UserUpdate
 from app.services import users
@@ -58,11 +58,9 @@ async def list_users(
     response_model=UserRead,
     responses=problems(*AUTHENTICATED, 409),
 )
-async def create_user(session: SessionDep, principal: Writer, body: UserCreate, response: Response) -> UserRead:
+async def create_user(session: SessionDep, principal: Writer, body: UserCreate) -> Response:
     user = await users.create_user(session, principal, data=body)
-    response.headers["Location"] = f"/api/v1/users/{user.id}"
-    set_etag(response, user.version)
-    return UserRead.model_validate(user)
+    return record_reply(UserRead.model_validate(user), status_code=201, location=f"/api/v1/users/{user.id}")
 
 
 @router.get(
@@ -71,10 +69,9 @@ async def create_user(session: SessionDep, principal: Writer, body: UserCreate, 
     response_model=UserRead,
     responses=problems(*AUTHENTICATED, 404),
 )
-async def get_user(session: SessionDep, principal: Reader, user_id: uuid.UUID, response: Response) -> UserRead:
+async def get_user(session: SessionDep, principal: Reader, user_id: uuid.UUID) -> Response:
     user = await users.get_user(session, principal, user_id)
-    set_etag(response, user.version)
-    return UserRead.model_validate(user)
+    return record_reply(UserRead.model_validate(user))
 
 
 @router.patch(
@@ -89,11 +86,9 @@ async def update_user(
     user_id: uuid.UUID,
     body: UserUpdate,
     version: ExpectedVersionDep,
-    response: Response,
-) -> UserRead:
+) -> Response:
     user = await users.update_user(session, principal, user_id, data=body, expected_version=version)
-    set_etag(response, user.version)
-    return UserRead.model_validate(user)
+    return record_reply(UserRead.model_validate(user))
 
 
 @router.post(
@@ -108,11 +103,9 @@ async def deactivate_user(
     principal: Writer,
     user_id: uuid.UUID,
     version: ExpectedVersionDep,
-    response: Response,
-) -> UserRead:
+) -> Response:
     user = await users.set_user_active(session, principal, user_id, active=False, expected_version=version)
-    set_etag(response, user.version)
-    return UserRead.model_validate(user)
+    return record_reply(UserRead.model_validate(user))
 
 
 @router.post(
@@ -126,8 +119,6 @@ async def activate_user(
     principal: Writer,
     user_id: uuid.UUID,
     version: ExpectedVersionDep,
-    response: Response,
-) -> UserRead:
+) -> Response:
     user = await users.set_user_active(session, principal, user_id, active=True, expected_version=version)
-    set_etag(response, user.version)
-    return UserRead.model_validate(user)
+    return record_reply(UserRead.model_validate(user))
