@@ -48,12 +48,12 @@ def serve(host: HostOption = None, port: PortOption = None) -> None:
         if not settings.database_url or not settings.redis_url:
             console.print(f"Starting embedded servers under [bold]{settings.data_dir}[/]…")
             embedded = EmbeddedServers(settings.data_dir)
-            database_url, redis_url = embedded.start()
-            if not settings.database_url:
-                asyncio.run(ensure_database(database_url))
-                env["RAPPORT_DATABASE_URL"] = database_url
-            if not settings.redis_url:
-                env["RAPPORT_REDIS_URL"] = redis_url
+        if embedded is not None and not settings.database_url:
+            database_url = embedded.start_postgres()
+            asyncio.run(ensure_database(database_url))
+            env["RAPPORT_DATABASE_URL"] = database_url
+        if embedded is not None and not settings.redis_url:
+            env["RAPPORT_REDIS_URL"] = embedded.start_redis()
         env["RAPPORT_SECRET_KEY"] = settings.jwt_secret()
         console.print("Applying migrations…")
         upgrade(env["RAPPORT_DATABASE_URL"])

@@ -61,9 +61,8 @@ def server_urls() -> Iterator[tuple[str, str]]:
         from app.core.embedded import EmbeddedServers
 
         embedded = EmbeddedServers(EMBEDDED_DIR / _worker_suffix())
-        embedded_database, embedded_redis = embedded.start()
-        database_url = database_url or embedded_database
-        redis_url = redis_url or embedded_redis
+        database_url = database_url or embedded.start_postgres()
+        redis_url = redis_url or embedded.start_redis()
     try:
         yield database_url, redis_url
     finally:

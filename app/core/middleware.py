@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.core.context import request_id_var
 from app.core.ids import new_id
 from app.core.logging import get_logger
-from app.core.metrics import LATENCY, REQUESTS
+from app.core.metrics import observe_request
 from app.core.problems import problem_response
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -86,8 +86,7 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            REQUESTS.labels(scope["method"], template, str(status)).inc()
-            LATENCY.labels(scope["method"], template).observe(elapsed)
+            observe_request(scope["method"], template, status, elapsed)
             log.info(
                 "request",
                 method=scope["method"],

@@ -43,10 +43,13 @@ def normalize_phone(value: str, default_region: str) -> str:
 
 
 def phone_search_forms(e164: str) -> list[str]:
-    """Digit strings a person might type to find this number: international and national."""
+    """Digit strings a person might type to find this number: international and national (the
+    national one only where it is not already inside the international one, as it is for mobile
+    numbers without a trunk prefix)."""
     number = phonenumbers.parse(e164, None)
-    national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
-    return [re.sub(r"\D", "", e164), re.sub(r"\D", "", national)]
+    international = re.sub(r"\D", "", e164)
+    national = re.sub(r"\D", "", phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL))
+    return [international] if national in international else [international, national]
 
 
 def normalize_domain(value: str) -> str:

@@ -12,6 +12,7 @@ request, so the figures in the headers stay exact for one process.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
@@ -81,22 +82,34 @@ class RateLimiter:
         self._claim = redis.register_script(_CLAIM)
         self._prefix = prefix
         self._leases: LRUCache[str, _Lease] = LRUCache(maxsize=100_000)
+        self._claims: dict[str, asyncio.Task[_Lease | None]] = {}
 
     async def hit(self, identity: str, *, limit: int) -> RateLimitState | None:
         """Counts one request; None when Redis is unreachable (requests are then not limited)."""
-        now = time.monotonic()
-        lease = self._leases.get(identity)
-        if lease is not None and lease.resets_at <= now:
-            lease = None
-        if lease is None or (lease.unused == 0 and lease.window_count < limit):
-            lease = await self._lease(identity, limit, now, lease.window_count if lease else 0)
-            if lease is None:
+        while True:
+            now = time.monotonic()
+            lease = self._leases.get(identity)
+            if lease is not None and lease.resets_at <= now:
+                lease = None
+            if lease is not None and (lease.unused > 0 or lease.window_count >= limit):
+                break
+            # Another request may take the claimed capacity while this one waits: look again.
+            if await self._claimed(identity, limit, lease.window_count if lease else 0) is None:
                 return None
         reset = max(1, math.ceil(lease.resets_at - now))
         if lease.unused == 0:
             return RateLimitState(limit=limit, remaining=-1, reset_seconds=reset)
         lease.unused -= 1
         return RateLimitState(limit=limit, remaining=limit - lease.window_count + lease.unused, reset_seconds=reset)
+
+    async def _claimed(self, identity: str, limit: int, window_count: int) -> _Lease | None:
+        """The caller's next lease; requests that need one at the same time share one claim."""
+        claim = self._claims.get(identity)
+        if claim is None:
+            claim = asyncio.ensure_future(self._lease(identity, limit, time.monotonic(), window_count))
+            self._claims[identity] = claim
+            claim.add_done_callback(lambda _: self._claims.pop(identity, None))
+        return await asyncio.shield(claim)
 
     async def _lease(self, identity: str, limit: int, now: float, window_count: int) -> _Lease | None:
         try:

@@ -43,7 +43,7 @@ async def create_pool(settings: Settings, server_settings: dict[str, str]) -> as
     pool: asyncpg.Pool = await asyncpg.create_pool(
         url.render_as_string(hide_password=False),
         min_size=1,
-        max_size=settings.database_pool_size,
+        max_size=settings.database_read_pool_size,
         init=_init_connection,
         reset=_keep_session,
         server_settings=server_settings,

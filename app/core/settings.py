@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     )
     database_pool_size: int = Field(default=10, ge=1)
     database_max_overflow: int = Field(default=10, ge=0)
+    database_read_pool_size: int = Field(
+        default=20, ge=1, description="Connections per API process for single-record reads (asyncpg)"
+    )
     database_statement_timeout_ms: int = Field(default=30_000, ge=0)
 
     secret_key: SecretStr | None = Field(

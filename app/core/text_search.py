@@ -1,11 +1,13 @@
 """Substring search that works on CJK text and on e-mail and phone fragments.
 
 Each searchable record keeps a normalised `search_text`; the database derives `search_grams`
-from it (every character and every pair of adjacent characters, see the `rapport_search_grams`
-SQL function) and indexes them with GIN. A query term matches when the record holds all the
-term's grams (index) and the text contains the term (recheck). Bigrams rather than pg_trgm's
-trigrams, because Chinese names and words are often two characters long, which a trigram
-index cannot look up, and because pg_trgm's handling of CJK depends on the database locale.
+from it (every run of one, two and three characters of each word, see the
+`rapport_search_grams` SQL function) and indexes them with GIN. A term of up to three
+characters is itself a gram, so the index answers it exactly; a longer term needs all its
+trigrams, and a LIKE on the text confirms it. Unlike pg_trgm, this looks up the one- and
+two-character terms that Chinese names and words so often are, and it does not depend on the
+database locale; trigrams keep digit and Latin fragments selective (bigrams of digits are in
+almost every phone number).
 """
 
 from __future__ import annotations
@@ -55,11 +57,20 @@ def query_terms(q: str) -> list[str]:
     return terms[:MAX_TERMS]
 
 
+GRAM_SIZE = 3
+
+
 def grams(term: str) -> list[str]:
     """The grams the index must hold for `term` (the SQL function makes the same ones)."""
-    if len(term) == 1:
+    if len(term) <= GRAM_SIZE:
         return [term]
-    return sorted({term[i : i + 2] for i in range(len(term) - 1)})
+    return sorted({term[i : i + GRAM_SIZE] for i in range(len(term) - GRAM_SIZE + 1)})
+
+
+def grams_decide(term: str) -> bool:
+    """Whether holding the term's grams already means holding the term: true up to three
+    characters (the term is its own gram, and grams never span a word boundary)."""
+    return len(term) <= GRAM_SIZE
 
 
 def like_pattern(term: str) -> str:

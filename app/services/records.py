@@ -65,13 +65,16 @@ async def field_registry(session: AsyncSession, principal: Principal, kind: Reco
 
 
 def search_condition(kind: RecordType[Any], q: str) -> ColumnElement[bool] | None:
-    """Every term must occur: the GIN gram index narrows, a LIKE on the text confirms."""
+    """Every term must occur: the GIN gram index finds the records, and a LIKE on the text
+    confirms terms of three characters or more (whose bigrams could sit apart in the text)."""
     terms = text_search.query_terms(q)
     if not terms:
         return None
     needed = sorted({gram for term in terms for gram in text_search.grams(term)})
     conditions: list[ColumnElement[bool]] = [kind.columns.search_grams.contains(needed)]
     for term in terms:
+        if text_search.grams_decide(term):
+            continue  # Also keeps the planner's row estimate honest: it multiplies the two.
         pattern = text_search.like_pattern(term)
         conditions.append(or_(*(column.like(pattern, escape="\\") for column in kind.search_columns())))
     return and_(*conditions)

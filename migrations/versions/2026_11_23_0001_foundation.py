@@ -19,9 +19,9 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-# Every character and every pair of adjacent characters of each word: the grams a `?q=` term is
-# looked up by (app/core/text_search.py makes the same ones for the query). Words split on
-# whitespace and on the U+001F separator between a record's fields.
+# Every run of one, two and three characters of each word: the grams a `?q=` term is looked up
+# by (app/core/text_search.py makes the same ones for the query). Words split on whitespace and
+# on the U+001F separator between a record's fields.
 SEARCH_GRAMS = r"""
 CREATE FUNCTION rapport_search_grams(document text) RETURNS text[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -29,7 +29,9 @@ AS $$
     SELECT coalesce(array_agg(DISTINCT gram), ARRAY[]::text[])
     FROM regexp_split_to_table(document, '[[:space:]\x1f]+') AS word
     CROSS JOIN LATERAL generate_series(1, char_length(word)) AS position
-    CROSS JOIN LATERAL (VALUES (substr(word, position, 1)), (substr(word, position, 2))) AS grams(gram)
+    CROSS JOIN LATERAL (
+        VALUES (substr(word, position, 1)), (substr(word, position, 2)), (substr(word, position, 3))
+    ) AS grams(gram)
 $$
 """
 
