@@ -13,8 +13,12 @@ almost every phone number).
 from __future__ import annotations
 
 import re
+import time
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 SEPARATOR = "\x1f"
 MAX_TERMS = 8
@@ -76,3 +80,50 @@ def grams_decide(term: str) -> bool:
 def like_pattern(term: str) -> str:
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+# A one-gram term at least this common is left to PostgreSQL's estimate, which is then right and
+# makes it walk the id index and stop at the page's end (see `search_plan_hint`).
+COMMON_GRAM_FREQUENCY = 0.005
+STATISTICS_SECONDS = 600.0
+
+
+class GramStatistics:
+    """How common each gram is, read from PostgreSQL's own column statistics (`pg_stats`) and
+    kept for ten minutes per table."""
+
+    def __init__(self) -> None:
+        self._tables: dict[str, tuple[float, dict[str, float]]] = {}
+
+    async def frequencies(self, session: AsyncSession, table: str) -> Mapping[str, float]:
+        known = self._tables.get(table)
+        if known is not None and known[0] > time.monotonic():
+            return known[1]
+        row = (
+            await session.execute(
+                text(
+                    "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats"
+                    " WHERE schemaname = current_schema() AND tablename = :table AND attname = 'search_grams'"
+                ),
+                {"table": table},
+            )
+        ).first()
+        frequencies = dict(zip(row[0], row[1], strict=False)) if row is not None and row[0] else {}
+        self._tables[table] = (time.monotonic() + STATISTICS_SECONDS, frequencies)
+        return frequencies
+
+
+gram_statistics = GramStatistics()
+
+
+def needs_recheck(term: str, frequencies: Mapping[str, float]) -> bool:
+    """Whether a query adds `LIKE '%term%'` to the gram condition.
+
+    Longer terms need it for correctness. For terms of up to three characters the gram already
+    decides, and the LIKE only steers the plan: PostgreSQL multiplies the two selectivities, so
+    with it the estimate is low and it reads the few candidates through the GIN index (right for
+    rare terms, which are most); without it the estimate is true, and for a common term such as
+    a surname it walks the id index in order and stops once the page is full, instead of
+    fetching and sorting thousands of rows. Without the statistics, every term counts as rare.
+    """
+    return not grams_decide(term) or frequencies.get(term, 0.0) < COMMON_GRAM_FREQUENCY

@@ -64,17 +64,18 @@ async def field_registry(session: AsyncSession, principal: Principal, kind: Reco
     return FieldRegistry(kind.label, fields)
 
 
-def search_condition(kind: RecordType[Any], q: str) -> ColumnElement[bool] | None:
+async def search_condition(session: AsyncSession, kind: RecordType[Any], q: str) -> ColumnElement[bool] | None:
     """Every term must occur: the GIN gram index finds the records, and a LIKE on the text
-    confirms terms of three characters or more (whose bigrams could sit apart in the text)."""
+    confirms terms longer than a gram (see `text_search.needs_recheck`)."""
     terms = text_search.query_terms(q)
     if not terms:
         return None
     needed = sorted({gram for term in terms for gram in text_search.grams(term)})
     conditions: list[ColumnElement[bool]] = [kind.columns.search_grams.contains(needed)]
+    frequencies = await text_search.gram_statistics.frequencies(session, kind.model.__tablename__)
     for term in terms:
-        if text_search.grams_decide(term):
-            continue  # Also keeps the planner's row estimate honest: it multiplies the two.
+        if not text_search.needs_recheck(term, frequencies):
+            continue
         pattern = text_search.like_pattern(term)
         conditions.append(or_(*(column.like(pattern, escape="\\") for column in kind.search_columns())))
     return and_(*conditions)
@@ -108,7 +109,7 @@ async def find(session: AsyncSession, principal: Principal, kind: RecordType[M],
         nodes.append(filters.parse(query.filter, registry, loc=query.filter_loc))
     if nodes:
         statement = statement.where(filters.to_sql(filters.And(tuple(nodes))))
-    if query.q and (condition := search_condition(kind, query.q)) is not None:
+    if query.q and (condition := await search_condition(session, kind, query.q)) is not None:
         statement = statement.where(condition)
     sort = filters.parse_sort(query.sort, registry, loc=query.sort_loc)
     keyset = Keyset.of(sort.keys, kind.columns.id, id_descending=sort.id_descending)

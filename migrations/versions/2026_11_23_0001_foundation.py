@@ -36,6 +36,11 @@ $$
 """
 
 
+# Search asks pg_stats which grams are common (app/core/text_search.py); a longer list of most
+# common elements (10,000 instead of 1,000) reaches grams held by 0.1 % of records.
+GRAM_STATISTICS = "ALTER TABLE {table} ALTER COLUMN search_grams SET STATISTICS 1000"
+
+
 def upgrade() -> None:
     op.execute(SEARCH_GRAMS)
     op.create_table(
@@ -309,6 +314,7 @@ def upgrade() -> None:
         "ix_companies_organization_id_updated_at_id", "companies", ["organization_id", "updated_at", "id"], unique=False
     )
     op.create_index("ix_companies_search_grams", "companies", ["search_grams"], unique=False, postgresql_using="gin")
+    op.execute(GRAM_STATISTICS.format(table="companies"))
     op.create_index("ix_companies_tags", "companies", ["tags"], unique=False, postgresql_using="gin")
     op.create_index(
         "uq_companies_organization_id_external_id",
@@ -485,6 +491,7 @@ def upgrade() -> None:
         "ix_contacts_organization_id_updated_at_id", "contacts", ["organization_id", "updated_at", "id"], unique=False
     )
     op.create_index("ix_contacts_search_grams", "contacts", ["search_grams"], unique=False, postgresql_using="gin")
+    op.execute(GRAM_STATISTICS.format(table="contacts"))
     op.create_index("ix_contacts_tags", "contacts", ["tags"], unique=False, postgresql_using="gin")
     op.create_index(
         "uq_contacts_organization_id_external_id",
