@@ -135,18 +135,20 @@ class Server:
         self.stop()
 
 
-def api_server(port: int, *, launcher: str | None = None, **extra_env: str) -> Server:
-    """The real API exactly as production starts it: `rapport api`, one uvicorn worker (or through
-    a bench launcher module for knob experiments, e.g. bench.gc_freeze_launcher)."""
+def api_server(port: int, *, launcher: str | None = None, workers: int = 1, **extra_env: str) -> Server:
+    """The real API exactly as production starts it: `rapport api` with `workers` uvicorn processes
+    (or through a bench launcher module for knob experiments, e.g. bench.gc_freeze_launcher)."""
     program = ["python", "-m", launcher] if launcher else ["rapport"]
-    command = ["uv", "run", "--frozen", *program, "api", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    command = [
+        "uv", "run", "--frozen", *program, "api", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)
+    ]  # fmt: skip
     return Server("api", command, port, app_environment(**extra_env))
 
 
 def baseline_server(
-    port: int, organization_id: str, columns: str | None = None, module: str = "bench.baseline_app"
+    port: int, organization_id: str, columns: str | None = None, module: str = "bench.baseline_app", workers: int = 1
 ) -> Server:
-    command = ["uv", "run", "--frozen", "python", "-m", module, "--port", str(port)]
+    command = ["uv", "run", "--frozen", "python", "-m", module, "--port", str(port), "--workers", str(workers)]
     env = {"BENCH_DATABASE_DSN": asyncpg_dsn(), "BENCH_ORGANIZATION_ID": organization_id}
     if columns:
         env["BENCH_COLUMNS"] = columns

@@ -67,6 +67,7 @@ def create_app() -> FastAPI:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn processes (as `rapport api --workers`)")
     parser.add_argument("--port", type=int, default=8202)
     args = parser.parse_args()
     uvicorn.run(
@@ -74,7 +75,7 @@ def main() -> None:
         factory=True,
         host=args.host,
         port=args.port,
-        workers=1,
+        workers=args.workers,
         log_config=None,
         access_log=False,
         proxy_headers=True,

@@ -1,13 +1,14 @@
 """Figure (a): GET /api/v1/contacts/{id} throughput against a Starlette + asyncpg ceiling.
 
-    uv run python -m bench.get_by_id [--connections 16,64] [--duration 20] [--rounds 2]
+    uv run python -m bench.get_by_id [--connections 16,64] [--duration 20] [--rounds 2] [--workers 1]
 
-Starts the real API (`rapport api`, one uvicorn worker, production settings, JSON request log
-to a file, per-user rate limit on in Redis but set out of reach) and the baseline
-(bench/baseline_app.py) side by side, checks both answer the same JSON for the same ids, then
-drives each with the same wrk command: one wrk thread (on two cores, one server process uses
-at most one core; a one-thread wrk leaves the other core to PostgreSQL, Redis and itself,
-the same for both sides), the same connection count, duration and warm-up, and a Lua script
+Starts the real API (`rapport api --workers N`, production settings, JSON request log to a
+file, per-user rate limit on in Redis but set out of reach) and the baseline
+(bench/baseline_app.py, the same number of uvicorn processes) side by side, checks both answer
+the same JSON for the same ids, then drives each with the same wrk command: one wrk thread
+(with one server process each, the other core is left to PostgreSQL, Redis and wrk alike;
+with `--workers 2`, each side may use the whole machine, as it would be deployed on it), the
+same connection count, duration and warm-up, and a Lua script
 picking random existing ids and sending the same `Authorization: Bearer` header to both.
 Runs alternate baseline/API (ABBA order) `--rounds` times per connection count (`--floor` adds
 bare FastAPI doing the baseline's work, bench/fastapi_floor_app.py, to the rotation). Each run
@@ -40,6 +41,7 @@ common.use_app_environment()
 
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
+import psutil  # noqa: E402
 
 LUA = r"""
 local ids = {}
@@ -62,6 +64,17 @@ done = function(summary, latency, requests)
     latency.mean, latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
 end
 """
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """A server's CPU: the process and its children (uvicorn's worker processes)."""
+    process = psutil.Process(pid)
+    total = 0.0
+    for member in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = member.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def cpu_seconds(pid: int) -> float:
@@ -150,10 +163,10 @@ def measured_run(
     sessions = asyncio.run(database_sessions())
     pid = server.pid
     assert pid is not None
-    server_cpu, pg_cpu, all_cpu = cpu_seconds(pid), postgres_cpu_seconds(), common.machine_busy_cpu_seconds()
+    server_cpu, pg_cpu, all_cpu = tree_cpu_seconds(pid), postgres_cpu_seconds(), common.machine_busy_cpu_seconds()
     redis_cpu, redis_calls = redis_cpu_seconds(), redis_commands()
     result = wrk(server.base_url, connections=connections, duration=duration, script=script, env=env)
-    result["server_cpu_s"] = cpu_seconds(pid) - server_cpu
+    result["server_cpu_s"] = tree_cpu_seconds(pid) - server_cpu
     result["postgres_cpu_s"] = postgres_cpu_seconds() - pg_cpu
     result["redis_cpu_s"] = redis_cpu_seconds() - redis_cpu
     result["redis_commands"] = redis_commands() - redis_calls
@@ -250,6 +263,8 @@ def main() -> int:
     parser.add_argument("--gc-freeze", action="store_true",
                         help="knob experiment: the API with gc.freeze() after import")  # fmt: skip
     parser.add_argument("--ids", type=int, default=100_000, help="random existing ids to draw from")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="uvicorn processes for every server alike (the machine's 2 cores: 2)")  # fmt: skip
     parser.add_argument("--api-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra RAPPORT_* settings for the API (for experiments)")  # fmt: skip
     args = parser.parse_args()
@@ -264,16 +279,17 @@ def main() -> int:
 
     extra_env = dict(item.split("=", 1) for item in args.api_env)
     launcher = "bench.gc_freeze_launcher" if args.gc_freeze else None
-    api = common.api_server(common.free_port(), launcher=launcher, **extra_env)
+    api = common.api_server(common.free_port(), launcher=launcher, workers=args.workers, **extra_env)
     with api:
         token = common.sign_in(api.base_url)
         # The baseline selects exactly the columns the API's ORM selects (read from its SQL).
         columns = selected_columns(asyncio.run(orm_statement(ids[0], token)))
         print(f"the API selects: {columns}")
-        servers = {"baseline": common.baseline_server(common.free_port(), organization_id, columns), "api": api}
+        baseline = common.baseline_server(common.free_port(), organization_id, columns, workers=args.workers)
+        servers = {"baseline": baseline, "api": api}
         if args.floor:
             servers["fastapi"] = common.baseline_server(
-                common.free_port(), organization_id, columns, module="bench.fastapi_floor_app"
+                common.free_port(), organization_id, columns, module="bench.fastapi_floor_app", workers=args.workers
             )
         with contextlib.ExitStack() as stack:
             for name, server in servers.items():
@@ -281,7 +297,10 @@ def main() -> int:
                     stack.enter_context(server)
                     body_size = check_same_replies(api, server, token, ids[:50])
                     print(f"API and {name}: same SELECT, same JSON bodies for 50 ids (~{body_size} bytes each)")
-            print(f"wrk -t1, {args.duration} s runs after {args.warmup} s warm-up, {len(ids):,} random ids\n")
+            print(
+                f"{args.workers} server process(es) each; wrk -t1, {args.duration} s runs after {args.warmup} s"
+                f" warm-up, {len(ids):,} random ids\n"
+            )
             runs = run_all(args, servers, ids_file, script)
     print()
     summary, failed = summarise(args, runs)

@@ -190,3 +190,19 @@ async def test_the_rate_limiter_leases_capacity_without_exceeding_the_limit(app:
         assert sum(1 for state in states if state is not None and not state.exceeded) == 30
     finally:
         RateLimiter._lease = original  # type: ignore[method-assign]
+
+
+async def test_database_exhaustion_is_a_503_to_retry(settings: Settings) -> None:
+    import asyncpg
+
+    app = create_app(settings)
+
+    async def exhausted() -> None:
+        raise asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already")
+
+    app.add_api_route("/exhausted", exhausted)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        response = await http.get("/exhausted")
+    assert assert_problem(response, 503)["type"].endswith("unavailable")
+    assert response.headers["retry-after"] == "1"

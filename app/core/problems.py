@@ -5,6 +5,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -174,6 +175,16 @@ async def _database_error(request: Request, exc: Exception) -> Response:
             detail="The query took too long",
             headers={"Retry-After": "5"},
         )
+    if code is not None and code.startswith(("08", "53", "57P")):
+        # Connection failures, too many connections, a server shutting down: try again shortly.
+        log.warning("database_unavailable", sqlstate=code, error=str(exc))
+        return problem_response(
+            request,
+            status=503,
+            slug="unavailable",
+            detail="The database is not available right now; retry shortly",
+            headers={"Retry-After": "1"},
+        )
     log.exception("database_error", sqlstate=code)
     return problem_response(
         request,
@@ -200,3 +211,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(StaleDataError, _stale_data)
     app.add_exception_handler(DBAPIError, _database_error)
+    # The read pool (core/reads.py) uses asyncpg directly.
+    app.add_exception_handler(asyncpg.PostgresError, _database_error)
+    app.add_exception_handler(asyncpg.InterfaceError, _database_error)

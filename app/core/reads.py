@@ -59,10 +59,6 @@ def release_pool(token: Token[asyncpg.Pool | None]) -> None:
     _pool.reset(token)
 
 
-def available() -> bool:
-    return _pool.get() is not None
-
-
 def _compile(statement: Select[Any]) -> tuple[str, tuple[str, ...]]:
     known = _compiled.get(statement)
     if known is None:

@@ -66,20 +66,36 @@ def _credentials(request: Request) -> tuple[str | None, str | None]:
     return token, headers.get("x-api-key") or None
 
 
-async def optional_principal(request: Request) -> Principal | None:
-    """The caller, if it sent credentials; bad credentials are a 401 even where auth is optional."""
+_CALLER_STATE_KEY = "caller"
+
+
+async def caller(request: Request) -> Principal | None:
+    """The caller, if it sent credentials; bad credentials are a 401 even where auth is optional.
+    Resolved once per request (the dependencies below share it without a layer of their own)."""
+    state = request.state
+    if hasattr(state, _CALLER_STATE_KEY):
+        resolved: Principal | None = getattr(state, _CALLER_STATE_KEY)
+        return resolved
     token, api_key = _credentials(request)
-    if not token and not api_key:
-        return None
-    settings = app_settings(request)
-    session = await request_session(request)
-    if api_key:
-        principal = await auth.authenticate_api_key(session, api_key)
-        await _limit(request, f"api_key:{principal.id}", settings.rate_limit_api_key_per_minute)
-    else:
-        assert token is not None
-        principal = await auth.authenticate_bearer(session, token)
-        await _limit(request, f"user:{principal.id}", settings.rate_limit_user_per_minute)
+    principal: Principal | None = None
+    if api_key or token:
+        settings = app_settings(request)
+        session = await request_session(request)
+        if api_key:
+            principal = await auth.authenticate_api_key(session, api_key)
+            await _limit(request, f"api_key:{principal.id}", settings.rate_limit_api_key_per_minute)
+        else:
+            assert token is not None
+            principal = await auth.authenticate_bearer(session, token)
+            await _limit(request, f"user:{principal.id}", settings.rate_limit_user_per_minute)
+    setattr(state, _CALLER_STATE_KEY, principal)
+    return principal
+
+
+async def _authenticated(request: Request) -> Principal:
+    principal = await caller(request)
+    if principal is None:
+        raise Unauthorized("Send a bearer token (Authorization: Bearer …) or an API key (X-API-Key)")
     return principal
 
 
@@ -89,10 +105,8 @@ def _needs_credentials(dependency: Any) -> Any:
 
 
 @_needs_credentials
-async def current_principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
-    if principal is None:
-        raise Unauthorized("Send a bearer token (Authorization: Bearer …) or an API key (X-API-Key)")
-    return principal
+async def current_principal(request: Request) -> Principal:
+    return await _authenticated(request)
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
@@ -102,8 +116,8 @@ def require(scope: Scope) -> Any:
     """`Annotated[Principal, require(Scope.contacts_write)]`: the caller, holding that scope."""
 
     @_needs_credentials
-    async def holding_scope(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
-        principal = await current_principal(principal)
+    async def holding_scope(request: Request) -> Principal:
+        principal = await _authenticated(request)
         principal.require(scope)
         return principal
 
@@ -131,7 +145,6 @@ async def anonymous_rate_limit(request: Request) -> None:
 async def idempotency_guard(
     request: Request,
     session: SessionDep,
-    principal: Annotated[Principal | None, Depends(optional_principal)],
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -144,6 +157,7 @@ async def idempotency_guard(
 ) -> None:
     if idempotency_key is None:
         return
+    principal = await caller(request)
     settings = app_settings(request)
     body = await request.body()
     outcome = await idempotency.claim(
