@@ -204,11 +204,3 @@ def _beyond(key: SortKey, value: Any) -> tuple[ColumnElement[bool], ColumnElemen
     if key.nullable:
         return or_(column > value, column.is_(None)), column == value
     return column > value, column == value
-
-
-def clamp_limit(limit: int | None) -> int:
-    if limit is None:
-        return DEFAULT_LIMIT
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ValidationFailed(FieldError(("query", "limit"), f"must be between 1 and {MAX_LIMIT}"))
-    return limit

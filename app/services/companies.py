@@ -10,17 +10,15 @@ from sqlalchemy import ColumnElement, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit, text_search
-from app.core.enums import AuditAction, CompanySize, CustomFieldEntity
-from app.core.errors import Conflict
+from app.core.enums import CompanySize, CustomFieldEntity
 from app.core.normalize import phone_search_forms
 from app.core.pagination import Page
 from app.core.principal import Principal
-from app.core.repository import check_version
 from app.models.audit import AuditEntry
 from app.models.company import Company
 from app.models.contact import Contact
 from app.schemas.company import CompanyCreate, CompanyUpdate
-from app.services import custom_fields, records, users
+from app.services import records
 from app.services.filters import FieldSpec, FieldType
 from app.services.records import FindQuery, RecordType, builtin
 
@@ -75,33 +73,16 @@ def contact_search_text(company: Company) -> str:
 
 
 async def create_company(session: AsyncSession, principal: Principal, *, data: CompanyCreate) -> Company:
-    definitions = await custom_fields.definitions_for(
-        session,
-        principal.organization_id,
-        CustomFieldEntity.company,
-        for_write=bool(data.custom_fields),
-    )
     company = Company(
         organization_id=principal.organization_id,
-        **data.model_dump(exclude={"custom_fields"}),
-        custom_fields=custom_fields.validate_values(definitions, data.custom_fields),
+        **data.model_dump(exclude={"custom_fields", "owner_id"}),
+        owner_id=await records.initial_owner(
+            session, principal, sent="owner_id" in data.model_fields_set, owner_id=data.owner_id
+        ),
+        custom_fields=await records.custom_values(session, principal, COMPANIES, data.custom_fields),
     )
-    if "owner_id" not in data.model_fields_set:
-        company.owner_id = principal.user_id
-    elif data.owner_id is not None:
-        await users.ensure_assignable(session, principal, data.owner_id)
     company.search_text = search_document(company)
-    session.add(company)
-    await session.flush()
-    audit.record(
-        session,
-        principal,
-        action=AuditAction.create,
-        entity_type=COMPANIES.label,
-        entity_id=company.id,
-        changes=audit.creation(audit.snapshot(company)),
-    )
-    return company
+    return await records.created(session, principal, COMPANIES, company)
 
 
 async def get_company(session: AsyncSession, principal: Principal, company_id: uuid.UUID) -> Mapping[str, Any]:
@@ -117,24 +98,14 @@ async def update_company(
     data: CompanyUpdate,
     expected_version: int | None,
 ) -> Company:
-    company = await COMPANIES.repository(session, principal).get(company_id, for_update=True)
-    check_version(company.version, expected_version)
-    if company.archived_at is not None:
-        raise Conflict("The company is archived; restore it before changing it")
+    company = await records.editable(session, principal, COMPANIES, company_id, expected_version=expected_version)
     changes = data.changes()
     before = audit.snapshot(company)
     if "custom_fields" in changes:
-        definitions = await custom_fields.definitions_for(
-            session,
-            principal.organization_id,
-            CustomFieldEntity.company,
-            for_write=True,
+        changes["custom_fields"] = await records.custom_values(
+            session, principal, COMPANIES, changes["custom_fields"], current=company.custom_fields
         )
-        changes["custom_fields"] = custom_fields.validate_values(
-            definitions, changes["custom_fields"], current=company.custom_fields
-        )
-    if changes.get("owner_id") is not None and changes["owner_id"] != company.owner_id:
-        await users.ensure_assignable(session, principal, changes["owner_id"])
+    await records.check_new_owner(session, principal, changes, company.owner_id)
     renamed = "name" in changes and changes["name"] != company.name
     for name, value in changes.items():
         setattr(company, name, value)
@@ -144,24 +115,11 @@ async def update_company(
         # Contacts are found by their company's name too.
         await session.execute(
             update(Contact)
-            .where(
-                Contact.organization_id == principal.organization_id,
-                Contact.company_id == company.id,
-            )
+            .where(Contact.organization_id == principal.organization_id, Contact.company_id == company.id)
             .values(company_search_text=contact_search_text(company))
             .execution_options(synchronize_session=False)
         )
-    if delta := audit.diff(before, audit.snapshot(company)):
-        await session.flush()
-        audit.record(
-            session,
-            principal,
-            action=AuditAction.update,
-            entity_type=COMPANIES.label,
-            entity_id=company.id,
-            changes=delta,
-        )
-    return company
+    return await records.updated(session, principal, COMPANIES, company, before=before)
 
 
 async def archive_company(

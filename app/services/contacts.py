@@ -10,18 +10,17 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit, text_search
-from app.core.enums import AuditAction, ContactSource, CustomFieldEntity, LifecycleStage
-from app.core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from app.core.enums import ContactSource, CustomFieldEntity, LifecycleStage
+from app.core.errors import FieldError, NotFound, ValidationFailed
 from app.core.normalize import phone_search_forms
 from app.core.pagination import Page
 from app.core.principal import Principal
-from app.core.repository import check_version
 from app.models.audit import AuditEntry
 from app.models.base import utcnow
 from app.models.company import Company
 from app.models.contact import Contact
 from app.schemas.contact import ContactCreate, ContactUpdate
-from app.services import companies, custom_fields, records, users
+from app.services import companies, records
 from app.services.filters import FieldSpec, FieldType
 from app.services.records import FindQuery, RecordType, builtin
 
@@ -125,40 +124,22 @@ def _consent_given(contact: Contact, *, source: str | None, principal: Principal
 
 
 async def create_contact(session: AsyncSession, principal: Principal, *, data: ContactCreate) -> Contact:
-    definitions = await custom_fields.definitions_for(
-        session,
-        principal.organization_id,
-        CustomFieldEntity.contact,
-        for_write=bool(data.custom_fields),
-    )
-    values = data.model_dump(exclude={"custom_fields", "source", "email_opt_in_source"})
     contact = Contact(
         organization_id=principal.organization_id,
-        **values,
+        **data.model_dump(exclude={"custom_fields", "source", "email_opt_in_source", "owner_id"}),
         source=data.source or (ContactSource.api if principal.kind == "api_key" else ContactSource.manual),
-        custom_fields=custom_fields.validate_values(definitions, data.custom_fields),
+        owner_id=await records.initial_owner(
+            session, principal, sent="owner_id" in data.model_fields_set, owner_id=data.owner_id
+        ),
+        custom_fields=await records.custom_values(session, principal, CONTACTS, data.custom_fields),
     )
-    if "owner_id" not in data.model_fields_set:
-        contact.owner_id = principal.user_id
-    elif data.owner_id is not None:
-        await users.ensure_assignable(session, principal, data.owner_id)
     if data.company_id is not None:
         company = await _linkable_company(session, principal, data.company_id)
         contact.company_search_text = companies.contact_search_text(company)
     if data.email_opt_in:
         _consent_given(contact, source=data.email_opt_in_source, principal=principal)
     contact.search_text = search_document(contact)
-    session.add(contact)
-    await session.flush()
-    audit.record(
-        session,
-        principal,
-        action=AuditAction.create,
-        entity_type=CONTACTS.label,
-        entity_id=contact.id,
-        changes=audit.creation(audit.snapshot(contact)),
-    )
-    return contact
+    return await records.created(session, principal, CONTACTS, contact)
 
 
 async def get_contact(session: AsyncSession, principal: Principal, contact_id: uuid.UUID) -> Mapping[str, Any]:
@@ -174,25 +155,14 @@ async def update_contact(
     data: ContactUpdate,
     expected_version: int | None,
 ) -> Contact:
-    contact = await CONTACTS.repository(session, principal).get(contact_id, for_update=True)
-    check_version(contact.version, expected_version)
-    if contact.archived_at is not None:
-        raise Conflict("The contact is archived; restore it before changing it")
+    contact = await records.editable(session, principal, CONTACTS, contact_id, expected_version=expected_version)
     changes = data.changes()
     before = audit.snapshot(contact)
-
     if "custom_fields" in changes:
-        definitions = await custom_fields.definitions_for(
-            session,
-            principal.organization_id,
-            CustomFieldEntity.contact,
-            for_write=True,
+        changes["custom_fields"] = await records.custom_values(
+            session, principal, CONTACTS, changes["custom_fields"], current=contact.custom_fields
         )
-        changes["custom_fields"] = custom_fields.validate_values(
-            definitions, changes["custom_fields"], current=contact.custom_fields
-        )
-    if changes.get("owner_id") is not None and changes["owner_id"] != contact.owner_id:
-        await users.ensure_assignable(session, principal, changes["owner_id"])
+    await records.check_new_owner(session, principal, changes, contact.owner_id)
     if "company_id" in changes and changes["company_id"] != contact.company_id:
         company_id = changes["company_id"]
         company = await _linkable_company(session, principal, company_id) if company_id else None
@@ -209,26 +179,11 @@ async def update_contact(
         setattr(contact, name, value)
     if not any(getattr(contact, name) for name in IDENTIFYING_FIELDS):
         raise ValidationFailed(
-            FieldError(
-                ("body",),
-                "a contact needs at least one of first_name, last_name, email or phone",
-            )
+            FieldError(("body",), "a contact needs at least one of first_name, last_name, email or phone")
         )
     if SEARCHED_FIELDS & changes.keys():
         contact.search_text = search_document(contact)
-
-    after = audit.snapshot(contact)
-    if delta := audit.diff(before, after):
-        await session.flush()
-        audit.record(
-            session,
-            principal,
-            action=AuditAction.update,
-            entity_type=CONTACTS.label,
-            entity_id=contact.id,
-            changes=delta,
-        )
-    return contact
+    return await records.updated(session, principal, CONTACTS, contact, before=before)
 
 
 async def archive_contact(

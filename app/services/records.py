@@ -18,8 +18,8 @@ from app.core.principal import Principal
 from app.core.repository import TenantRepository, check_version
 from app.models.audit import AuditEntry
 from app.models.base import Base, utcnow
-from app.services import filters
-from app.services.custom_fields import definitions_for, filter_fields
+from app.services import filters, users
+from app.services.custom_fields import definitions_for, filter_fields, validate_values
 from app.services.filters import FieldRegistry, FieldSpec, FieldType, Node, Op
 
 M = TypeVar("M", bound=Base)
@@ -114,6 +114,87 @@ async def find(session: AsyncSession, principal: Principal, kind: RecordType[M],
     sort = filters.parse_sort(query.sort, registry, loc=query.sort_loc)
     keyset = Keyset.of(sort.keys, kind.columns.id, id_descending=sort.id_descending)
     return await repository.page(statement, keyset, cursor=query.cursor, limit=query.limit)
+
+
+async def custom_values(
+    session: AsyncSession,
+    principal: Principal,
+    kind: RecordType[Any],
+    incoming: Mapping[str, Any],
+    *,
+    current: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Validated custom field values: the new record's (`current` None) or `incoming` merged."""
+    definitions = await definitions_for(
+        session, principal.organization_id, kind.custom_entity, for_write=bool(incoming) or current is not None
+    )
+    return validate_values(definitions, incoming, current=current)
+
+
+async def initial_owner(
+    session: AsyncSession, principal: Principal, *, sent: bool, owner_id: uuid.UUID | None
+) -> uuid.UUID | None:
+    """A new record's owner: as sent (an active user of the organisation), else its creator."""
+    if not sent:
+        return principal.user_id
+    if owner_id is not None:
+        await users.ensure_assignable(session, principal, owner_id)
+    return owner_id
+
+
+async def check_new_owner(
+    session: AsyncSession, principal: Principal, changes: Mapping[str, Any], current: uuid.UUID | None
+) -> None:
+    owner_id = changes.get("owner_id")
+    if owner_id is not None and owner_id != current:
+        await users.ensure_assignable(session, principal, owner_id)
+
+
+async def editable(
+    session: AsyncSession,
+    principal: Principal,
+    kind: RecordType[M],
+    record_id: uuid.UUID,
+    *,
+    expected_version: int | None,
+) -> M:
+    """The record, locked for an update that `If-Match` allows and its archive state permits."""
+    record: Any = await kind.repository(session, principal).get(record_id, for_update=True)
+    check_version(record.version, expected_version)
+    if record.archived_at is not None:
+        raise Conflict(f"The {kind.label} is archived; restore it before changing it")
+    return record  # type: ignore[no-any-return]
+
+
+async def created(session: AsyncSession, principal: Principal, kind: RecordType[M], record: M) -> M:
+    session.add(record)
+    await session.flush()
+    audit.record(
+        session,
+        principal,
+        action=AuditAction.create,
+        entity_type=kind.label,
+        entity_id=record.id,  # type: ignore[attr-defined]
+        changes=audit.creation(audit.snapshot(record)),
+    )
+    return record
+
+
+async def updated(
+    session: AsyncSession, principal: Principal, kind: RecordType[M], record: M, *, before: audit.Snapshot
+) -> M:
+    """Writes the update's audit row, if anything changed."""
+    if delta := audit.diff(before, audit.snapshot(record)):
+        await session.flush()
+        audit.record(
+            session,
+            principal,
+            action=AuditAction.update,
+            entity_type=kind.label,
+            entity_id=record.id,  # type: ignore[attr-defined]
+            changes=delta,
+        )
+    return record
 
 
 async def archive(
