@@ -10,13 +10,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__
-from app.core import reads
+from app.core import events, reads
 from app.core.db import create_engine, create_session_factory, server_settings
 from app.core.logging import configure_logging, log_buffer
 from app.core.middleware import RequestContextMiddleware
 from app.core.problems import install_problem_handlers
 from app.core.ratelimit import RateLimiter
-from app.core.redis import create_redis
+from app.core.redis import create_job_queue, create_redis
 from app.core.settings import Settings, get_settings
 from app.openapi import build_openapi
 from app.routers import health
@@ -48,6 +48,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.read_pool = await reads.create_pool(settings, server_settings(settings))
         app.state.redis = create_redis(settings)
         app.state.rate_limiter = RateLimiter(app.state.redis)
+        app.state.job_queue = create_job_queue(settings)
+        waker = events.RelayWaker(app.state.job_queue, queue_name=settings.queue_name)
+        waker.start()
+        events.on_events_committed(waker.wake)
         # Everything made at start-up lives as long as the process: keep it out of the garbage
         # collector's full passes, which otherwise stall the event loop for tens of milliseconds.
         gc.collect()
@@ -60,6 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if buffer is not None and flusher is not None:
                 flusher.cancel()
                 buffer.flush()
+            events.on_events_committed(None)
+            await waker.stop()
+            await app.state.job_queue.aclose()
             await app.state.redis.aclose()
             await app.state.read_pool.close()
             await app.state.engine.dispose()
@@ -73,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "auth", "description": "Sign-up, sign-in, tokens"},
             {"name": "contacts", "description": "People"},
             {"name": "companies", "description": "Organisations you sell to"},
+            {"name": "events", "description": "Every change, in commit order: the pull side of webhooks"},
+            {"name": "webhooks", "description": "Signed HTTP deliveries of events (Standard Webhooks)"},
         ],
     )
     app.state.settings = settings

@@ -34,6 +34,11 @@ os.environ.update(
         "RAPPORT_RATE_LIMIT_ANONYMOUS_PER_MINUTE": "100000",
         "RAPPORT_RATE_LIMIT_USER_PER_MINUTE": "100000",
         "RAPPORT_RATE_LIMIT_API_KEY_PER_MINUTE": "100000",
+        # Webhook tests deliver to receivers on 127.0.0.1; the guard's own tests switch these off.
+        "RAPPORT_WEBHOOKS_ALLOW_HTTP": "true",
+        "RAPPORT_WEBHOOKS_ALLOW_LOOPBACK": "true",
+        # This session's app and the worker processes it starts share a queue no other run uses.
+        "RAPPORT_QUEUE_NAME": f"rapport:test:{uuid.uuid4().hex[:12]}",
     }
 )
 warnings.filterwarnings("ignore", module="platformdirs")
@@ -122,3 +127,29 @@ async def db(app: Any) -> AsyncIterator[AsyncSession]:
     """A session to check what the database now holds (outside the app's transactions)."""
     async with app.state.session_factory() as session:
         yield session
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Any]:
+    """A webhook receiver listening on 127.0.0.1."""
+    from tests.receiver import start_receiver
+
+    found, runner = await start_receiver()
+    try:
+        yield found
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def relay(app: Any, settings: Settings) -> AsyncIterator[Any]:
+    """The relay the worker runs, run in the test's own process."""
+    from app.core import outbound
+    from app.services import webhooks
+    from app.services.relay import Relay
+
+    http = outbound.open_session(webhooks.target_policy(settings), timeout_seconds=settings.webhooks_timeout_seconds)
+    try:
+        yield Relay(app.state.session_factory, http, settings)
+    finally:
+        await http.close()

@@ -61,3 +61,12 @@ class AuditAction(StrEnum):
     update = "update"
     delete = "delete"
     restore = "restore"
+
+
+class DeliveryStatus(StrEnum):
+    """A webhook delivery: waiting (first try or a retry), leased to a relay, or finished."""
+
+    pending = "pending"
+    sending = "sending"
+    delivered = "delivered"
+    failed = "failed"

@@ -24,6 +24,8 @@ class Scope(StrEnum):
     audit_read = "audit:read"
     organization_read = "organization:read"
     organization_write = "organization:write"
+    events_read = "events:read"
+    webhooks_manage = "webhooks:manage"
 
 
 class Role(StrEnum):
@@ -80,6 +82,8 @@ API_KEY_SCOPES = frozenset(
         Scope.teams_read,
         Scope.audit_read,
         Scope.organization_read,
+        Scope.events_read,
+        Scope.webhooks_manage,
     }
 )
 

@@ -67,6 +67,24 @@ class Settings(BaseSettings):
         default=None, description="JSON log lines; unset means JSON unless stderr is a terminal"
     )
 
+    webhooks_allow_http: bool = Field(default=False, description="Allow plain-http webhook URLs (development only)")
+    webhooks_allow_loopback: bool = Field(
+        default=False, description="Allow webhook URLs on loopback addresses (development and tests only)"
+    )
+    webhooks_timeout_seconds: float = Field(default=15.0, gt=0, le=60)
+    webhooks_max_in_flight: int = Field(default=200, ge=1, description="Concurrent deliveries per relay")
+    webhooks_max_in_flight_per_endpoint: int = Field(
+        default=16, ge=1, description="Concurrent deliveries to one subscription, so a slow one cannot hold them all"
+    )
+    webhooks_disable_after_hours: float = Field(
+        default=72.0, gt=0, description="A subscription failing without a success for this long is disabled"
+    )
+    webhooks_disable_min_failures: int = Field(
+        default=10, ge=1, description="...and only once it has failed at least this many times in a row"
+    )
+    webhooks_per_organization: int = Field(default=50, ge=1)
+    events_retention_days: int = Field(default=30, ge=1, description="Events (and their delivery logs) kept this long")
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_workers: int = Field(default=1, ge=1)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from arq import cron
+from arq import cron, func
 from arq.connections import RedisSettings
 
+from app.core import events, outbound
 from app.core.db import create_engine, create_session_factory
 from app.core.logging import configure_logging
 from app.core.redis import arq_settings
@@ -15,6 +16,9 @@ from app.jobs.maintenance import (
     purge_expired_idempotency_keys,
     purge_expired_refresh_tokens,
 )
+from app.jobs.relay import RELAY_JOB_TIMEOUT_SECONDS, purge_old_events, relay_events, sweep_events
+from app.services import webhooks
+from app.services.relay import Relay
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -22,9 +26,29 @@ async def startup(ctx: dict[str, Any]) -> None:
     configure_logging(settings.log_level, json=settings.log_json)
     ctx["engine"] = create_engine(settings, pool_size=max(2, settings.worker_max_jobs // 2))
     ctx["sessions"] = create_session_factory(ctx["engine"])
+    ctx["settings"] = settings
+    ctx["http"] = outbound.open_session(
+        webhooks.target_policy(settings),
+        timeout_seconds=settings.webhooks_timeout_seconds,
+        limit=settings.webhooks_max_in_flight,
+        # Fairness between subscriptions is the relay's per-subscription share, not a per-host cap:
+        # many subscriptions may share one receiving host.
+        limit_per_host=0,
+    )
+    ctx["relay"] = Relay(ctx["sessions"], ctx["http"], settings)
+    # Events a job commits (a subscription disabled) wake the relay like the API's do.
+    if (redis := ctx.get("redis")) is not None:
+        waker = events.RelayWaker(redis, queue_name=redis.default_queue_name)
+        waker.start()
+        ctx["waker"] = waker
+        events.on_events_committed(waker.wake)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    if (waker := ctx.get("waker")) is not None:
+        events.on_events_committed(None)
+        await waker.stop()
+    await ctx["http"].close()
     await ctx["engine"].dispose()
 
 
@@ -32,16 +56,30 @@ class WorkerSettings:
     functions: ClassVar[list[Any]] = [
         purge_expired_idempotency_keys,
         purge_expired_refresh_tokens,
+        purge_old_events,
+        # No result kept: the relay job's fixed id must be free again as soon as it ends.
+        func(relay_events, keep_result=0, timeout=RELAY_JOB_TIMEOUT_SECONDS),
     ]
     cron_jobs: ClassVar[list[Any]] = [
-        # Both purges are idempotent deletes, so a cron run twice (arq #196) does no harm.
+        # The purges are idempotent deletes and relays share work through row locks, so a cron
+        # job run twice (arq #196) does no harm.
         cron(purge_expired_idempotency_keys, minute={7, 37}, run_at_startup=True),
         cron(purge_expired_refresh_tokens, hour={3}, minute={17}),
+        cron(purge_old_events, hour={4}, minute={27}),
+        cron(
+            sweep_events,
+            second=set(range(0, 60, 5)),
+            run_at_startup=True,
+            timeout=RELAY_JOB_TIMEOUT_SECONDS,
+            keep_result=0,
+        ),
     ]
     on_startup = startup
     on_shutdown = shutdown
     job_timeout = 300
     health_check_interval = 30
+    # Commit-to-delivery latency includes the wait for the worker's next look at the queue.
+    poll_delay = 0.1
 
 
 def worker_options() -> dict[str, Any]:

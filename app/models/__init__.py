@@ -5,6 +5,7 @@ from app.models.base import Base
 from app.models.company import Company
 from app.models.contact import Contact
 from app.models.custom_field import CustomFieldDefinition
+from app.models.event import Event, EventFanout, EventStream
 from app.models.idempotency import IdempotencyRecord
 from app.models.organization import (
     ApiKey,
@@ -14,6 +15,7 @@ from app.models.organization import (
     TeamMember,
     User,
 )
+from app.models.webhook import Webhook, WebhookDelivery
 
 __all__ = [
     "ApiKey",
@@ -22,10 +24,15 @@ __all__ = [
     "Company",
     "Contact",
     "CustomFieldDefinition",
+    "Event",
+    "EventFanout",
+    "EventStream",
     "IdempotencyRecord",
     "Organization",
     "RefreshToken",
     "Team",
     "TeamMember",
     "User",
+    "Webhook",
+    "WebhookDelivery",
 ]

@@ -17,7 +17,7 @@ from app.core.principal import Principal
 from app.models.audit import AuditEntry
 from app.models.company import Company
 from app.models.contact import Contact
-from app.schemas.company import CompanyCreate, CompanyUpdate
+from app.schemas.company import CompanyCreate, CompanyRead, CompanyUpdate
 from app.services import records
 from app.services.filters import FieldSpec, FieldType
 from app.services.records import FindQuery, RecordType, builtin
@@ -59,6 +59,8 @@ COMPANIES: RecordType[Company] = RecordType(
     custom_entity=CustomFieldEntity.company,
     builtin_fields=_fields,
     search_columns=_search_columns,
+    read_schema=CompanyRead,
+    transitions={"owner_id": "assigned"},
 )
 
 

@@ -19,7 +19,7 @@ from app.models.audit import AuditEntry
 from app.models.base import utcnow
 from app.models.company import Company
 from app.models.contact import Contact
-from app.schemas.contact import ContactCreate, ContactUpdate
+from app.schemas.contact import ContactCreate, ContactRead, ContactUpdate
 from app.services import companies, records
 from app.services.filters import FieldSpec, FieldType
 from app.services.records import FindQuery, RecordType, builtin
@@ -88,6 +88,8 @@ CONTACTS: RecordType[Contact] = RecordType(
     custom_entity=CustomFieldEntity.contact,
     builtin_fields=_fields,
     search_columns=_search_columns,
+    read_schema=ContactRead,
+    transitions={"owner_id": "assigned", "lifecycle_stage": "lifecycle_stage_changed"},
 )
 
 

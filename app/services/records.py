@@ -7,10 +7,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import ColumnElement, and_, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core import audit, text_search
+from app.core import audit, events, text_search
 from app.core.enums import AuditAction, CustomFieldEntity
 from app.core.errors import Conflict
 from app.core.pagination import Keyset, Page
@@ -33,6 +34,10 @@ class RecordType(Generic[M]):
     builtin_fields: Callable[[], dict[str, FieldSpec]]
     # Normalised text columns a `q` term is checked against after the gram index narrowed it.
     search_columns: Callable[[], Sequence[ColumnElement[str]]]
+    # How the API shows the record: also the `data` of its events.
+    read_schema: type[BaseModel]
+    # Fields whose change is a domain transition with its own event (`owner_id` → `contact.assigned`).
+    transitions: Mapping[str, str]
 
     def repository(self, session: AsyncSession, principal: Principal) -> TenantRepository[M]:
         return TenantRepository(self.model, session, principal, label=self.label)
@@ -166,6 +171,31 @@ async def editable(
     return record  # type: ignore[no-any-return]
 
 
+def _emit(
+    session: AsyncSession,
+    principal: Principal,
+    kind: RecordType[Any],
+    record: Any,
+    action: str,
+    *,
+    changes: audit.Changes | None = None,
+) -> None:
+    data = kind.read_schema.model_validate(record).model_dump(mode="json")
+    actor = events.Actor.of(principal)
+    types = [action, *(event for field, event in kind.transitions.items() if changes and field in changes)]
+    for name in types:
+        events.emit(
+            session,
+            organization_id=principal.organization_id,
+            type=f"{kind.label}.{name}",
+            entity_type=kind.label,
+            entity_id=record.id,
+            data=data,
+            actor=actor,
+            changes=changes,
+        )
+
+
 async def created(session: AsyncSession, principal: Principal, kind: RecordType[M], record: M) -> M:
     session.add(record)
     await session.flush()
@@ -177,6 +207,7 @@ async def created(session: AsyncSession, principal: Principal, kind: RecordType[
         entity_id=record.id,  # type: ignore[attr-defined]
         changes=audit.creation(audit.snapshot(record)),
     )
+    _emit(session, principal, kind, record, "created")
     return record
 
 
@@ -194,6 +225,7 @@ async def updated(
             entity_id=record.id,  # type: ignore[attr-defined]
             changes=delta,
         )
+        _emit(session, principal, kind, record, "updated", changes=delta)
     return record
 
 
@@ -217,8 +249,9 @@ async def archive(
         action=AuditAction.delete,
         entity_type=kind.label,
         entity_id=record.id,
-        changes={"archived_at": {"before": None, "after": record.archived_at.isoformat()}},
+        changes=(changes := {"archived_at": {"before": None, "after": record.archived_at.isoformat()}}),
     )
+    _emit(session, principal, kind, record, "archived", changes=changes)
     return record  # type: ignore[no-any-return]
 
 
@@ -243,8 +276,9 @@ async def restore(
         action=AuditAction.restore,
         entity_type=kind.label,
         entity_id=record.id,
-        changes={"archived_at": {"before": archived_at.isoformat(), "after": None}},
+        changes=(changes := {"archived_at": {"before": archived_at.isoformat(), "after": None}}),
     )
+    _emit(session, principal, kind, record, "restored", changes=changes)
     return record  # type: ignore[no-any-return]
 
 

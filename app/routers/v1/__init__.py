@@ -11,9 +11,11 @@ from app.routers.v1 import (
     companies,
     contacts,
     custom_fields,
+    events,
     organization,
     teams,
     users,
+    webhooks,
 )
 
 ROUTERS: tuple[APIRouter, ...] = tuple(
@@ -28,5 +30,7 @@ ROUTERS: tuple[APIRouter, ...] = tuple(
         contacts,
         companies,
         audit_log,
+        events,
+        webhooks,
     )
 )

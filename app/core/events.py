@@ -1,0 +1,212 @@
+"""The transactional outbox (DESIGN.md §2, §4).
+
+Services `emit` events while they work; the events are written just before the transaction
+commits, in one statement, numbered by a per-organisation counter whose row lock is held until
+the commit. Positions therefore follow commit order, without gaps: a reader that has seen
+position n has seen everything committed before it. Writing at the last moment keeps that lock
+for the length of a commit, not of a request. Once the commit is done the relay is woken; if the
+wake-up is lost (Redis or the worker down) the relay's periodic sweep finds the events anyway,
+because the database is the source of truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import structlog
+from sqlalchemy import event, insert, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from app.core.context import request_id_var
+from app.core.ids import new_id
+from app.core.principal import Principal
+from app.models.base import utcnow
+from app.models.event import Event
+
+log = structlog.get_logger(__name__)
+
+# The catalogue a subscription's patterns are checked against; each issue that adds a kind of
+# change adds its types here.
+EVENT_TYPES: Final = frozenset(
+    {
+        "contact.created",
+        "contact.updated",
+        "contact.archived",
+        "contact.restored",
+        "contact.assigned",
+        "contact.lifecycle_stage_changed",
+        "company.created",
+        "company.updated",
+        "company.archived",
+        "company.restored",
+        "company.assigned",
+        "webhook.disabled",
+    }
+)
+
+_PENDING_KEY = "rapport.pending_events"
+_WRITTEN_KEY = "rapport.events_written"
+
+_ADVANCE_STREAM = text(
+    "INSERT INTO event_streams (organization_id, position) VALUES (:organization_id, :count) "
+    "ON CONFLICT (organization_id) DO UPDATE SET position = event_streams.position + excluded.position "
+    "RETURNING position"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    type: str
+    id: uuid.UUID | None
+
+    @classmethod
+    def of(cls, principal: Principal) -> Actor:
+        return cls(principal.kind, principal.id)
+
+
+SYSTEM: Final = Actor("system", None)
+
+
+def pattern_matches(pattern: str, event_type: str) -> bool:
+    """`*` matches everything, `contact.*` every contact event, anything else itself."""
+    if pattern == "*":
+        return True
+    if pattern.endswith(".*"):
+        return event_type.startswith(pattern[:-1])
+    return pattern == event_type
+
+
+def unknown_patterns(patterns: Iterable[str]) -> list[str]:
+    """The patterns that match no event type in the catalogue (most likely typos)."""
+    return [p for p in patterns if not any(pattern_matches(p, known) for known in EVENT_TYPES)]
+
+
+def emit(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    type: str,
+    entity_type: str,
+    entity_id: uuid.UUID,
+    data: Mapping[str, Any],
+    actor: Actor,
+    changes: Mapping[str, Any] | None = None,
+) -> None:
+    """Queues an event; it is written if, and only if, the session's transaction commits."""
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type!r}: add it to EVENT_TYPES")
+    session.info.setdefault(_PENDING_KEY, []).append(
+        {
+            "organization_id": organization_id,
+            "id": new_id(),
+            "type": type,
+            "entity_type": entity_type,
+            "entity_id": entity_id,
+            "actor_type": actor.type,
+            "actor_id": actor.id,
+            "request_id": request_id_var.get(),
+            "data": dict(data),
+            "changes": dict(changes) if changes is not None else None,
+        }
+    )
+
+
+@event.listens_for(Session, "before_commit")
+def _write_pending_events(session: Session) -> None:
+    pending: list[dict[str, Any]] | None = session.info.pop(_PENDING_KEY, None)
+    if not pending:
+        return
+    by_organization: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for row in pending:
+        by_organization.setdefault(row["organization_id"], []).append(row)
+    now = utcnow()
+    # Sorted, so two transactions touching the same organisations lock their streams in one order.
+    for organization_id in sorted(by_organization):
+        rows = by_organization[organization_id]
+        last = session.execute(_ADVANCE_STREAM, {"organization_id": organization_id, "count": len(rows)}).scalar_one()
+        for offset, row in enumerate(rows):
+            row["position"] = last - len(rows) + 1 + offset
+            row["occurred_at"] = now
+    session.execute(insert(Event), pending)
+    session.info[_WRITTEN_KEY] = True
+
+
+def wake_relay_after_commit(session: AsyncSession) -> None:
+    """For changes that give the relay work without an event (a delivery retried by hand)."""
+    session.info[_WRITTEN_KEY] = True
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_pending_events(session: Session) -> None:
+    session.info.pop(_PENDING_KEY, None)
+    session.info.pop(_WRITTEN_KEY, None)
+
+
+@event.listens_for(Session, "after_commit")
+def _announce_written_events(session: Session) -> None:
+    if session.info.pop(_WRITTEN_KEY, False) and _commit_listener is not None:
+        _commit_listener()
+
+
+_commit_listener: Callable[[], None] | None = None
+
+
+def on_events_committed(listener: Callable[[], None] | None) -> None:
+    """Sets what this process does after committing events (wake the relay), or nothing."""
+    global _commit_listener  # one per process, set at start-up
+    _commit_listener = listener
+
+
+RELAY_JOB: Final = "relay_events"
+RELAY_JOB_ID: Final = "rapport:relay"
+RELAY_FOLLOW_UP_JOB_ID: Final = "rapport:relay:follow-up"
+RELAY_WAKE_FLAG: Final = "rapport:relay:wake"
+
+
+class RelayWaker:
+    """Turns commits into relay jobs, many commits into one job.
+
+    `wake` only sets a flag; one task per process enqueues. The relay job has a fixed id, so
+    while it runs further enqueues are refused by arq: the flag in Redis tells the running job
+    to look again, and a follow-up job half a second later covers a commit that lands just as
+    the job ends.
+    """
+
+    def __init__(self, redis: Any, *, queue_name: str) -> None:
+        self._redis = redis
+        self._queue_name = queue_name
+        self._wanted = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wanted.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="relay-waker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            try:
+                await self.enqueue()
+            except Exception as exc:  # noqa: BLE001 - the sweep relays the events anyway
+                log.warning("relay_wake_failed", error=str(exc))
+
+    async def enqueue(self) -> None:
+        await self._redis.set(RELAY_WAKE_FLAG, b"1", ex=60)
+        job = await self._redis.enqueue_job(RELAY_JOB, _job_id=RELAY_JOB_ID, _queue_name=self._queue_name)
+        if job is None:
+            await self._redis.enqueue_job(
+                RELAY_JOB, _job_id=RELAY_FOLLOW_UP_JOB_ID, _queue_name=self._queue_name, _defer_by=0.5
+            )

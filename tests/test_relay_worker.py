@@ -1,0 +1,97 @@
+"""The relay in a real worker process: woken by commits, and losing nothing when killed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+
+from app.core.settings import Settings
+from tests.helpers import Tenant
+from tests.receiver import Received, Receiver
+
+
+@pytest.fixture
+def start_worker(settings: Settings) -> Iterator[Any]:
+    started: list[subprocess.Popen[bytes]] = []
+    env = {
+        **os.environ,
+        # Small shares and a short timeout (hence short leases), so a killed worker's leases run
+        # out quickly and a burst takes long enough to be interrupted.
+        "RAPPORT_WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT": "2",
+        "RAPPORT_WEBHOOKS_TIMEOUT_SECONDS": "2",
+    }
+
+    def start() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _ids(received: list[Received]) -> set[str]:
+    return {r.headers["webhook-id"] for r in received}
+
+
+async def _event_ids(client: httpx.AsyncClient, tenant: Tenant) -> set[str]:
+    ids: set[str] = set()
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 500, **({"cursor": cursor} if cursor else {})}
+        page = (await client.get("/api/v1/events", headers=tenant.headers, params=params)).json()
+        ids |= {e["id"] for e in page["items"]}
+        cursor = page["next_cursor"]
+        if not page["has_more"]:
+            return ids
+
+
+async def test_a_killed_worker_loses_no_event(
+    client: httpx.AsyncClient, tenant: Tenant, receiver: Receiver, start_worker: Any
+) -> None:
+    async def slow(_: Received) -> web.StreamResponse:
+        await asyncio.sleep(0.01)
+        return web.Response(status=200)
+
+    receiver.responders["/hook"] = slow
+    created = await client.post(
+        "/api/v1/webhooks", headers=tenant.headers, json={"url": receiver.url(), "events": ["contact.*"]}
+    )
+    assert created.status_code == 201
+    worker = start_worker()
+
+    # Woken by the commit: the first event arrives without waiting for a sweep.
+    await client.post("/api/v1/contacts", headers=tenant.headers, json={"first_name": "第一"})
+    await receiver.wait_for(lambda: len(receiver.received) == 1, within=30)
+
+    async def create(i: int) -> None:
+        response = await client.post("/api/v1/contacts", headers=tenant.headers, json={"first_name": f"客{i}"})
+        assert response.status_code == 201
+
+    await asyncio.gather(*(create(i) for i in range(300)))
+    await receiver.wait_for(lambda: len(receiver.received) >= 60, within=60)
+    worker.kill()
+    worker.wait()
+    delivered_before_the_kill = len(_ids(receiver.received))
+    assert delivered_before_the_kill < 301
+
+    start_worker()
+    expected = await _event_ids(client, tenant)
+    assert len(expected) == 301
+    await receiver.wait_for(lambda: _ids(receiver.received) >= expected, within=90)
+    assert _ids(receiver.received) == expected
