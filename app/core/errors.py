@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from pydantic import ValidationError as PydanticValidationError
+
 PROBLEM_BASE = "urn:rapport:problem:"
 
 
@@ -89,6 +91,11 @@ class ValidationFailed(DomainError):
 
     def extensions(self) -> dict[str, Any]:
         return {"errors": [e.as_dict() for e in self.errors]}
+
+    @classmethod
+    def from_pydantic(cls, exc: PydanticValidationError, *, loc: tuple[str | int, ...]) -> ValidationFailed:
+        """A schema's validation failure found in a service (a body checked against a second schema)."""
+        return cls([FieldError((*loc, *error["loc"]), error["msg"]) for error in exc.errors()])
 
 
 class RateLimited(DomainError):

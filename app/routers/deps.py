@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar
 
-from fastapi import Depends, Header, Query, Request, Response
+from fastapi import Depends, Header, Path, Query, Request, Response
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -202,6 +202,9 @@ async def expected_version(
 
 ExpectedVersionDep = Annotated[int | None, Depends(expected_version)]
 LimitDep = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size")]
+ExternalIdPath = Annotated[
+    str, Path(min_length=1, max_length=200, description="The record's id in the other system (`external_id`)")
+]
 CursorDep = Annotated[str | None, Query(max_length=2000, description="`next_cursor` of the previous page")]
 SortDep = Annotated[
     str | None,

@@ -124,6 +124,26 @@ async def update_company(
     return await records.updated(session, principal, COMPANIES, company, before=before)
 
 
+async def upsert_company(
+    session: AsyncSession,
+    principal: Principal,
+    external_id: str,
+    *,
+    data: CompanyUpdate,
+    expected_version: int | None,
+) -> tuple[Company, bool]:
+    async def create() -> Company:
+        fields = records.as_create(CompanyCreate, data.changes(), external_id=external_id)
+        return await create_company(session, principal, data=fields)
+
+    async def update(company_id: uuid.UUID) -> Company:
+        return await update_company(session, principal, company_id, data=data, expected_version=expected_version)
+
+    return await records.upsert_by_external_id(
+        session, principal, COMPANIES, external_id, expected_version=expected_version, create=create, update=update
+    )
+
+
 async def archive_company(
     session: AsyncSession,
     principal: Principal,

@@ -188,6 +188,26 @@ async def update_contact(
     return await records.updated(session, principal, CONTACTS, contact, before=before)
 
 
+async def upsert_contact(
+    session: AsyncSession,
+    principal: Principal,
+    external_id: str,
+    *,
+    data: ContactUpdate,
+    expected_version: int | None,
+) -> tuple[Contact, bool]:
+    async def create() -> Contact:
+        fields = records.as_create(ContactCreate, data.changes(), external_id=external_id)
+        return await create_contact(session, principal, data=fields)
+
+    async def update(contact_id: uuid.UUID) -> Contact:
+        return await update_contact(session, principal, contact_id, data=data, expected_version=expected_version)
+
+    return await records.upsert_by_external_id(
+        session, principal, CONTACTS, external_id, expected_version=expected_version, create=create, update=update
+    )
+
+
 async def archive_contact(
     session: AsyncSession,
     principal: Principal,

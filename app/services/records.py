@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel
-from sqlalchemy import ColumnElement, and_, or_
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit, events, text_search
+from app.core.db import lock_for_transaction
 from app.core.enums import AuditAction, CustomFieldEntity
-from app.core.errors import Conflict
+from app.core.errors import Conflict, PreconditionFailed, ValidationFailed
 from app.core.pagination import Keyset, Page
 from app.core.principal import Principal
 from app.core.repository import TenantRepository, check_version
@@ -24,6 +25,7 @@ from app.services.custom_fields import definitions_for, filter_fields, validate_
 from app.services.filters import FieldRegistry, FieldSpec, FieldType, Node, Op
 
 M = TypeVar("M", bound=Base)
+S = TypeVar("S", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +229,40 @@ async def updated(
         )
         _emit(session, principal, kind, record, "updated", changes=delta)
     return record
+
+
+def as_create(schema: type[S], changes: Mapping[str, Any], **fixed: Any) -> S:
+    """An upsert's body (a patch) read as a new record's, with the rules a create has."""
+    try:
+        return schema.model_validate({**changes, **fixed})
+    except ValidationError as exc:
+        raise ValidationFailed.from_pydantic(exc, loc=("body",)) from exc
+
+
+async def upsert_by_external_id(
+    session: AsyncSession,
+    principal: Principal,
+    kind: RecordType[M],
+    external_id: str,
+    *,
+    expected_version: int | None,
+    create: Callable[[], Awaitable[M]],
+    update: Callable[[uuid.UUID], Awaitable[M]],
+) -> tuple[M, bool]:
+    """Creates the record another system knows by `external_id`, or updates it; True if created.
+
+    Concurrent upserts of one id queue on a lock for it, so the second updates what the first
+    created instead of failing on the unique index."""
+    await lock_for_transaction(session, f"{kind.label}-external-id", f"{principal.organization_id}:{external_id}")
+    model: Any = kind.model
+    existing = await session.scalar(
+        select(model.id).where(model.organization_id == principal.organization_id, model.external_id == external_id)
+    )
+    if existing is not None:
+        return await update(existing), False
+    if expected_version is not None:
+        raise PreconditionFailed(f"No {kind.label} has external_id {external_id!r}, so If-Match cannot hold")
+    return await create(), True
 
 
 async def archive(

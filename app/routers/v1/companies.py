@@ -17,6 +17,7 @@ from app.routers.deps import (
     ApiRoute,
     CursorDep,
     ExpectedVersionDep,
+    ExternalIdPath,
     LimitDep,
     SessionDep,
     SortDep,
@@ -126,6 +127,31 @@ async def create_company(session: SessionDep, principal: Writer, body: CompanyCr
 async def get_company(session: SessionDep, principal: Reader, company_id: uuid.UUID) -> Response:
     company = await companies.get_company(session, principal, company_id)
     return record_reply(CompanyRead.model_validate(company))
+
+
+@router.put(
+    "/external/{external_id}",
+    operation_id="companies_upsert",
+    response_model=CompanyRead,
+    responses=problems(*AUTHENTICATED, 404, 409, 412),
+    summary="Create or update the company another system knows by `external_id`",
+    description="The body is a PATCH body: on an existing company only the fields sent change; a new one is "
+    "created from them (201). Safe to repeat, so integrations can sync without looking up ids first.",
+)
+async def upsert_company(
+    session: SessionDep,
+    principal: Writer,
+    external_id: ExternalIdPath,
+    body: CompanyUpdate,
+    version: ExpectedVersionDep,
+) -> Response:
+    company, created = await companies.upsert_company(
+        session, principal, external_id, data=body, expected_version=version
+    )
+    reply = CompanyRead.model_validate(company)
+    if created:
+        return record_reply(reply, status_code=201, location=f"{API_PREFIX}/companies/{company.id}")
+    return record_reply(reply)
 
 
 @router.patch(

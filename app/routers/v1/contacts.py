@@ -17,6 +17,7 @@ from app.routers.deps import (
     ApiRoute,
     CursorDep,
     ExpectedVersionDep,
+    ExternalIdPath,
     LimitDep,
     SessionDep,
     SortDep,
@@ -131,6 +132,31 @@ async def create_contact(session: SessionDep, principal: Writer, body: ContactCr
 async def get_contact(session: SessionDep, principal: Reader, contact_id: uuid.UUID) -> Response:
     contact = await contacts.get_contact(session, principal, contact_id)
     return record_reply(ContactRead.model_validate(contact))
+
+
+@router.put(
+    "/external/{external_id}",
+    operation_id="contacts_upsert",
+    response_model=ContactRead,
+    responses=problems(*AUTHENTICATED, 404, 409, 412),
+    summary="Create or update the contact another system knows by `external_id`",
+    description="The body is a PATCH body: on an existing contact only the fields sent change; a new one is "
+    "created from them (201). Safe to repeat, so integrations can sync without looking up ids first.",
+)
+async def upsert_contact(
+    session: SessionDep,
+    principal: Writer,
+    external_id: ExternalIdPath,
+    body: ContactUpdate,
+    version: ExpectedVersionDep,
+) -> Response:
+    contact, created = await contacts.upsert_contact(
+        session, principal, external_id, data=body, expected_version=version
+    )
+    reply = ContactRead.model_validate(contact)
+    if created:
+        return record_reply(reply, status_code=201, location=f"{API_PREFIX}/contacts/{contact.id}")
+    return record_reply(reply)
 
 
 @router.patch(
