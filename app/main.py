@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.job_queue = create_job_queue(settings)
         waker = events.RelayWaker(app.state.job_queue, queue_name=settings.queue_name)
         waker.start()
-        events.on_events_committed(waker.wake)
+        events.add_commit_listener(waker.wake)
         # Everything made at start-up lives as long as the process: keep it out of the garbage
         # collector's full passes, which otherwise stall the event loop for tens of milliseconds.
         gc.collect()
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if buffer is not None and flusher is not None:
                 flusher.cancel()
                 buffer.flush()
-            events.on_events_committed(None)
+            events.remove_commit_listener(waker.wake)
             await waker.stop()
             await app.state.job_queue.aclose()
             await app.state.redis.aclose()

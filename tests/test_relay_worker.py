@@ -95,3 +95,23 @@ async def test_a_killed_worker_loses_no_event(
     assert len(expected) == 301
     await receiver.wait_for(lambda: _ids(receiver.received) >= expected, within=90)
     assert _ids(receiver.received) == expected
+
+
+async def test_a_commit_with_events_enqueues_the_relay(
+    client: httpx.AsyncClient, tenant: Tenant, app: Any, settings: Settings
+) -> None:
+    """The wake-up itself, without a worker: the relay job is queued once the commit is done."""
+    from app.core.events import RELAY_JOB_ID, RELAY_WAKE_FLAG
+
+    queue = app.state.job_queue
+    await queue.delete(f"arq:job:{RELAY_JOB_ID}", RELAY_WAKE_FLAG)
+    await queue.zrem(settings.queue_name, RELAY_JOB_ID)
+    await client.post("/api/v1/contacts", headers=tenant.headers, json={"first_name": "醒"})
+    for _ in range(100):
+        if await queue.zscore(settings.queue_name, RELAY_JOB_ID) is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert await queue.zscore(settings.queue_name, RELAY_JOB_ID) is not None
+    assert await queue.exists(RELAY_WAKE_FLAG)
+    await queue.delete(f"arq:job:{RELAY_JOB_ID}", RELAY_WAKE_FLAG)
+    await queue.zrem(settings.queue_name, RELAY_JOB_ID)

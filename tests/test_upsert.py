@@ -55,6 +55,15 @@ async def test_a_new_record_needs_what_a_create_needs(client: httpx.AsyncClient,
     assert ["body", "name"] in [e["loc"] for e in company.json()["errors"]]
     bad_email = await client.put("/api/v1/contacts/external/E-2", headers=tenant.headers, json={"email": "nope"})
     assert bad_email.status_code == 422
+    renaming = await client.put(
+        "/api/v1/contacts/external/E-3", headers=tenant.headers, json={"first_name": "伟", "external_id": "E-4"}
+    )
+    assert renaming.status_code == 422
+    assert renaming.json()["errors"][0]["loc"] == ["body", "external_id"]
+    same = await client.put(
+        "/api/v1/contacts/external/E-3", headers=tenant.headers, json={"first_name": "伟", "external_id": "E-3"}
+    )
+    assert same.status_code == 201
     too_long = await client.put(f"/api/v1/contacts/external/{'x' * 201}", headers=tenant.headers, json={})
     assert too_long.status_code == 422
 

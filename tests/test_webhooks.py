@@ -462,3 +462,51 @@ async def test_only_webhook_managers_may_manage(client: httpx.AsyncClient, tenan
     key = await add_api_key(client, tenant, ["webhooks:manage"])
     created = await client.post("/api/v1/webhooks", headers=key, json={"url": receiver.url(), "events": ["*"]})
     assert created.status_code == 201
+
+
+async def test_an_entitys_later_deliveries_wait_for_the_earlier_one_to_end(
+    client: httpx.AsyncClient, tenant: Tenant, receiver: Receiver, relay: Relay, db: AsyncSession
+) -> None:
+    """A failing delivery holds back the same entity's later events (they wait, unsent) but not
+    other entities'; once it is delivered, the next is released and sent."""
+    receiver.responders["/hook"] = _answer(500)
+    webhook = await _subscribe(client, tenant, receiver.url())
+    contact = await _contact(client, tenant, "等")
+    for title in ("一", "二"):
+        await client.patch(f"/api/v1/contacts/{contact['id']}", headers=tenant.headers, json={"title": title})
+    other = await _contact(client, tenant, "别")
+    await relay.run(budget_seconds=10)
+    sent = receiver.at("/hook")
+    assert sorted(r.event["entity_id"] for r in sent) == sorted([contact["id"], other["id"]])
+    deliveries = await _deliveries(client, tenant, webhook["id"])
+    waiting = [d for d in deliveries if d["next_attempt_at"] is None and d["status"] == "pending"]
+    assert [d["event_type"] for d in waiting] == ["contact.updated", "contact.updated"]
+
+    receiver.responders["/hook"] = _answer(200)
+    first = next(d for d in deliveries if d["entity_id"] == contact["id"] and d["event_type"] == "contact.created")
+    await client.post(f"/api/v1/webhooks/{webhook['id']}/deliveries/{first['id']}/retry", headers=tenant.headers)
+    await relay.run(budget_seconds=10)
+    ours = [r.event for r in receiver.at("/hook") if r.event["entity_id"] == contact["id"]]
+    assert [e["type"] for e in ours] == ["contact.created", "contact.created", "contact.updated", "contact.updated"]
+    assert [e["data"]["title"] for e in ours[2:]] == ["一", "二"]
+
+
+async def test_a_stranded_waiting_delivery_is_released_by_the_sweep(
+    client: httpx.AsyncClient, tenant: Tenant, receiver: Receiver, relay: Relay, db: AsyncSession
+) -> None:
+    """If a delivery was made waiting just as the one before it ended, nothing releases it but
+    the sweep: it sends it once nothing open is ahead of it."""
+    webhook = await _subscribe(client, tenant, receiver.url())
+    await _contact(client, tenant)
+    await relay.fan_out()
+    await db.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.webhook_id == uuid.UUID(webhook["id"]))
+        .values(next_attempt_at=None)
+    )
+    await db.commit()
+    await relay.run(budget_seconds=10)
+    assert receiver.at("/hook") == []
+    assert await relay.release_stranded() >= 1
+    await relay.run(budget_seconds=10)
+    assert len(receiver.at("/hook")) == 1

@@ -29,7 +29,13 @@ def server_settings(settings: Settings) -> dict[str, str]:
     return values
 
 
-def create_engine(settings: Settings, *, url: str | None = None, pool_size: int | None = None) -> AsyncEngine:
+def create_engine(
+    settings: Settings,
+    *,
+    url: str | None = None,
+    pool_size: int | None = None,
+    extra_server_settings: dict[str, str] | None = None,
+) -> AsyncEngine:
     database_url = url or settings.database_url
     if not database_url:
         raise RuntimeError("RAPPORT_DATABASE_URL is not set (use `rapport serve` for an embedded database)")
@@ -42,7 +48,7 @@ def create_engine(settings: Settings, *, url: str | None = None, pool_size: int 
         pool_recycle=1800,
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
-        connect_args={"server_settings": server_settings(settings)},
+        connect_args={"server_settings": server_settings(settings) | (extra_server_settings or {})},
     )
 
 

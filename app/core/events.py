@@ -149,17 +149,22 @@ def _forget_pending_events(session: Session) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _announce_written_events(session: Session) -> None:
-    if session.info.pop(_WRITTEN_KEY, False) and _commit_listener is not None:
-        _commit_listener()
+    if session.info.pop(_WRITTEN_KEY, False):
+        for listener in tuple(_commit_listeners):
+            listener()
 
 
-_commit_listener: Callable[[], None] | None = None
+# What this process does after committing events (wake the relay): one listener per part of the
+# process that enqueues (the API's lifespan, the worker), added at start-up, removed at shutdown.
+_commit_listeners: set[Callable[[], None]] = set()
 
 
-def on_events_committed(listener: Callable[[], None] | None) -> None:
-    """Sets what this process does after committing events (wake the relay), or nothing."""
-    global _commit_listener  # one per process, set at start-up
-    _commit_listener = listener
+def add_commit_listener(listener: Callable[[], None]) -> None:
+    _commit_listeners.add(listener)
+
+
+def remove_commit_listener(listener: Callable[[], None]) -> None:
+    _commit_listeners.discard(listener)
 
 
 RELAY_JOB: Final = "relay_events"

@@ -42,6 +42,7 @@ async def relay_events(ctx: dict[str, Any]) -> dict[str, Any]:
 
 async def sweep_events(ctx: dict[str, Any]) -> dict[str, Any]:
     relay: Relay = ctx["relay"]
+    await relay.release_stranded()
     return _summary(await relay.run(budget_seconds=RELAY_BUDGET_SECONDS))
 
 

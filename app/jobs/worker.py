@@ -24,7 +24,19 @@ from app.services.relay import Relay
 async def startup(ctx: dict[str, Any]) -> None:
     settings = get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
-    ctx["engine"] = create_engine(settings, pool_size=max(2, settings.worker_max_jobs // 2))
+    ctx["engine"] = create_engine(
+        settings,
+        pool_size=max(2, settings.worker_max_jobs // 2),
+        extra_server_settings={
+            # The relay's statements run over tables that swing from empty to a burst's worth of
+            # rows; a generic plan cached while they were empty would scan them row by row after.
+            "plan_cache_mode": "force_custom_plan",
+            # Jobs are safe to run twice and keep their progress in the rows they write, so a
+            # commit lost in a database crash is redone, not lost: no need to wait for the WAL
+            # flush on every commit (the relay commits many small transactions).
+            "synchronous_commit": "off",
+        },
+    )
     ctx["sessions"] = create_session_factory(ctx["engine"])
     ctx["settings"] = settings
     ctx["http"] = outbound.open_session(
@@ -41,12 +53,12 @@ async def startup(ctx: dict[str, Any]) -> None:
         waker = events.RelayWaker(redis, queue_name=redis.default_queue_name)
         waker.start()
         ctx["waker"] = waker
-        events.on_events_committed(waker.wake)
+        events.add_commit_listener(waker.wake)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     if (waker := ctx.get("waker")) is not None:
-        events.on_events_committed(None)
+        events.remove_commit_listener(waker.wake)
         await waker.stop()
     await ctx["http"].close()
     await ctx["engine"].dispose()

@@ -45,8 +45,15 @@ class WebhookDelivery(TenantMixin, Base):
             ["organization_id", "event_id"], ["events.organization_id", "events.id"], ondelete="CASCADE"
         ),
         UniqueConstraint("organization_id", "webhook_id", "event_id"),
-        Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=OPEN_DELIVERY),
-        # The head-of-line check: an entity's next event waits for the one before it.
+        # Each subscription's due deliveries, oldest first: what the relay claims.
+        Index(
+            "ix_webhook_deliveries_due",
+            "organization_id",
+            "webhook_id",
+            "next_attempt_at",
+            postgresql_where=OPEN_DELIVERY,
+        ),
+        # An entity's open deliveries in event order: the one to release when the one before ends.
         Index(
             "ix_webhook_deliveries_open_entity",
             "organization_id",
@@ -55,7 +62,6 @@ class WebhookDelivery(TenantMixin, Base):
             "event_position",
             postgresql_where=OPEN_DELIVERY,
         ),
-        Index("ix_webhook_deliveries_organization_id_webhook_id_id", "organization_id", "webhook_id", "id"),
     )
 
     webhook_id: Mapped[uuid.UUID]
@@ -67,7 +73,8 @@ class WebhookDelivery(TenantMixin, Base):
         str_enum(DeliveryStatus, "delivery_status"), default=DeliveryStatus.pending
     )
     attempts: Mapped[int] = mapped_column(default=0)
-    # When a pending delivery is due, or when a sending one's lease runs out.
+    # When a pending delivery is due, or when a sending one's lease runs out; NULL while it waits
+    # for an earlier delivery of the same entity to the same subscription to end.
     next_attempt_at: Mapped[datetime | None] = mapped_column(default=utcnow)
     claim_token: Mapped[uuid.UUID | None] = mapped_column(default=None)
     last_attempt_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -140,7 +140,14 @@ async def upsert_company(
         return await update_company(session, principal, company_id, data=data, expected_version=expected_version)
 
     return await records.upsert_by_external_id(
-        session, principal, COMPANIES, external_id, expected_version=expected_version, create=create, update=update
+        session,
+        principal,
+        COMPANIES,
+        external_id,
+        expected_version=expected_version,
+        sent_external_id=data.changes().get("external_id"),
+        create=create,
+        update=update,
     )
 
 

@@ -204,7 +204,14 @@ async def upsert_contact(
         return await update_contact(session, principal, contact_id, data=data, expected_version=expected_version)
 
     return await records.upsert_by_external_id(
-        session, principal, CONTACTS, external_id, expected_version=expected_version, create=create, update=update
+        session,
+        principal,
+        CONTACTS,
+        external_id,
+        expected_version=expected_version,
+        sent_external_id=data.changes().get("external_id"),
+        create=create,
+        update=update,
     )
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core import audit, events, text_search
 from app.core.db import lock_for_transaction
 from app.core.enums import AuditAction, CustomFieldEntity
-from app.core.errors import Conflict, PreconditionFailed, ValidationFailed
+from app.core.errors import Conflict, FieldError, PreconditionFailed, ValidationFailed
 from app.core.pagination import Keyset, Page
 from app.core.principal import Principal
 from app.core.repository import TenantRepository, check_version
@@ -246,6 +246,7 @@ async def upsert_by_external_id(
     external_id: str,
     *,
     expected_version: int | None,
+    sent_external_id: str | None,
     create: Callable[[], Awaitable[M]],
     update: Callable[[uuid.UUID], Awaitable[M]],
 ) -> tuple[M, bool]:
@@ -253,6 +254,10 @@ async def upsert_by_external_id(
 
     Concurrent upserts of one id queue on a lock for it, so the second updates what the first
     created instead of failing on the unique index."""
+    if sent_external_id not in (None, external_id):
+        raise ValidationFailed(
+            FieldError(("body", "external_id"), "differs from the external_id in the path (leave it out of the body)")
+        )
     await lock_for_transaction(session, f"{kind.label}-external-id", f"{principal.organization_id}:{external_id}")
     model: Any = kind.model
     existing = await session.scalar(

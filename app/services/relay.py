@@ -9,10 +9,12 @@ run at once, and a relay killed at any point loses nothing:
   token; a relay that dies leaves the lease to run out and the delivery is sent again (webhooks
   are at-least-once: receivers de-duplicate on `webhook-id`), and a late answer from a relay
   that lost its lease is ignored;
-* an entity's deliveries to one subscription go one at a time, in event order: a delivery is
-  claimed only when no earlier one for that entity and subscription is still open;
-* each subscription has its own share of the concurrent requests, so a receiver that answers
-  slowly or never ties up only its own share (and each request ends at the timeout).
+* an entity's deliveries to one subscription go one at a time, in event order: a delivery made
+  while an earlier one for the same entity and subscription is open waits (`next_attempt_at`
+  NULL) until that one is delivered or has failed for good, which releases the next;
+* each subscription is claimed from separately, up to its own share of the concurrent requests,
+  so a receiver that answers slowly or never ties up only its own share (and each request ends
+  at the timeout), and a backlog for one subscription never hides another's due deliveries.
 
 The relay is the one part of Rapport that reads across organisations: it serves them all. Every
 join it makes is on the composite `(organization_id, id)` keys, so rows still cannot mix.
@@ -51,6 +53,10 @@ _LONGEST_RETRY_AFTER: Final = 86400
 # A lease outlives the request it covers (which the timeout ends) and the writing of its outcome.
 _LEASE_FACTOR: Final = 2
 _FANOUT_BATCH: Final = 5000
+# While a relay is busy, how often it looks for new events (an idle relay is woken instead).
+_FAN_OUT_INTERVAL_SECONDS: Final = 0.2
+# Deliveries claimed ahead per subscription, as a multiple of its share of concurrent requests.
+_PREFETCH: Final = 4
 _ORGANIZATIONS_PER_PASS: Final = 100
 
 _BACKLOG = text(
@@ -71,54 +77,56 @@ _FAN_OUT = text(
         organization_id, id, webhook_id, event_id, event_position, event_type, entity_id,
         status, attempts, next_attempt_at, created_at, attempt_log
     )
-    SELECT e.organization_id, rapport_uuid7(), w.id, e.id, e.position, e.type, e.entity_id,
-           'pending', 0, now(), now(), '[]'::jsonb
-    FROM events e
-    JOIN webhooks w ON w.organization_id = e.organization_id AND w.active AND w.created_at <= e.occurred_at
-    WHERE e.organization_id = :organization_id AND e.position > :after AND e.position <= :upto
-      AND EXISTS (
-          SELECT 1 FROM unnest(w.event_types) AS pattern
-          WHERE pattern = '*' OR pattern = e.type
-             OR (right(pattern, 2) = '.*' AND left(e.type, length(pattern) - 1) = left(pattern, -1))
-      )
-    ORDER BY e.position, w.id
+    SELECT organization_id, rapport_uuid7(), webhook_id, event_id, position, type, entity_id,
+           'pending', 0, CASE WHEN first_in_batch AND NOT already_open THEN now() END, now(), '[]'::jsonb
+    FROM (
+        SELECT e.organization_id, w.id AS webhook_id, e.id AS event_id, e.position, e.type, e.entity_id,
+               row_number() OVER (PARTITION BY w.id, e.entity_id ORDER BY e.position) = 1 AS first_in_batch,
+               EXISTS (
+                   SELECT 1 FROM webhook_deliveries p
+                   WHERE p.organization_id = e.organization_id AND p.webhook_id = w.id
+                     AND p.entity_id = e.entity_id AND p.status IN ('pending', 'sending')
+               ) AS already_open
+        FROM events e
+        JOIN webhooks w ON w.organization_id = e.organization_id AND w.active AND w.created_at <= e.occurred_at
+        WHERE e.organization_id = :organization_id AND e.position > :after AND e.position <= :upto
+          AND EXISTS (
+              SELECT 1 FROM unnest(w.event_types) AS pattern
+              WHERE pattern = '*' OR pattern = e.type
+                 OR (right(pattern, 2) = '.*' AND left(e.type, length(pattern) - 1) = left(pattern, -1))
+          )
+    ) AS fanned
+    ORDER BY position, webhook_id
     ON CONFLICT DO NOTHING
     """
 )
 _ADVANCE_FANOUT = text("UPDATE event_fanout SET position = :upto WHERE organization_id = :organization_id")
 
+# Per active subscription (in random order, so none starves when the relay's own limit binds),
+# its oldest due deliveries up to the share it has free.
 _CLAIM = text(
     """
-    WITH candidates AS (
-        SELECT d.organization_id, d.id, d.webhook_id, d.next_attempt_at, d.event_position
-        FROM webhook_deliveries d
-        JOIN webhooks w ON w.organization_id = d.organization_id AND w.id = d.webhook_id AND w.active
-        WHERE d.status IN ('pending', 'sending') AND d.next_attempt_at <= now()
-          AND NOT EXISTS (
-              SELECT 1 FROM webhook_deliveries p
-              WHERE p.organization_id = d.organization_id AND p.webhook_id = d.webhook_id
-                AND p.entity_id = d.entity_id AND p.status IN ('pending', 'sending')
-                AND p.event_position < d.event_position
-          )
-        ORDER BY d.next_attempt_at
-        LIMIT :scan
-    ),
-    ranked AS (
-        SELECT c.organization_id, c.id, c.webhook_id, c.next_attempt_at,
-               row_number() OVER (PARTITION BY c.webhook_id ORDER BY c.next_attempt_at, c.event_position) AS rank
-        FROM candidates c
+    WITH subscriptions AS (
+        SELECT w.organization_id, w.id, COALESCE(b.remaining, :per_webhook) AS capacity
+        FROM webhooks w
+        LEFT JOIN unnest(CAST(:busy_ids AS uuid[]), CAST(:busy_left AS integer[])) AS b(webhook_id, remaining)
+            ON b.webhook_id = w.id
+        WHERE w.active AND COALESCE(b.remaining, :per_webhook) > 0
+        ORDER BY random()
     ),
     chosen AS (
-        SELECT d.organization_id, d.id
-        FROM webhook_deliveries d
-        JOIN ranked r ON r.organization_id = d.organization_id AND r.id = d.id
-        LEFT JOIN unnest(CAST(:busy_ids AS uuid[]), CAST(:busy_left AS integer[])) AS b(webhook_id, remaining)
-            ON b.webhook_id = r.webhook_id
-        WHERE r.rank <= COALESCE(b.remaining, :per_webhook)
-          AND d.status IN ('pending', 'sending') AND d.next_attempt_at <= now()
-        ORDER BY r.next_attempt_at
+        SELECT due.organization_id, due.id
+        FROM subscriptions s
+        CROSS JOIN LATERAL (
+            SELECT d.organization_id, d.id
+            FROM webhook_deliveries d
+            WHERE d.organization_id = s.organization_id AND d.webhook_id = s.id
+              AND d.status IN ('pending', 'sending') AND d.next_attempt_at <= now()
+            ORDER BY d.next_attempt_at
+            LIMIT s.capacity
+            FOR UPDATE SKIP LOCKED
+        ) AS due
         LIMIT :limit
-        FOR UPDATE OF d SKIP LOCKED
     )
     UPDATE webhook_deliveries d
     SET status = 'sending', claim_token = :token, next_attempt_at = now() + make_interval(secs => :lease)
@@ -156,6 +164,54 @@ _RECORD = text(
         CAST(:responses AS text[])
     ) AS r(organization_id, id, token, status, next_attempt_at, attempted_at, status_code, latency_ms, error, response)
     WHERE d.organization_id = r.organization_id AND d.id = r.id AND d.claim_token = r.token
+    RETURNING d.organization_id, d.webhook_id, d.entity_id, d.status
+    """
+)
+# The next delivery of each (subscription, entity) whose open one just ended, if it was waiting.
+_RELEASE_NEXT = text(
+    """
+    UPDATE webhook_deliveries d SET next_attempt_at = now()
+    FROM (
+        SELECT DISTINCT ON (n.organization_id, n.webhook_id, n.entity_id) n.organization_id, n.id, n.next_attempt_at
+        FROM webhook_deliveries n
+        JOIN unnest(CAST(:organization_ids AS uuid[]), CAST(:webhook_ids AS uuid[]), CAST(:entity_ids AS uuid[]))
+            AS ended(organization_id, webhook_id, entity_id)
+            ON n.organization_id = ended.organization_id AND n.webhook_id = ended.webhook_id
+           AND n.entity_id = ended.entity_id
+        WHERE n.status IN ('pending', 'sending')
+        ORDER BY n.organization_id, n.webhook_id, n.entity_id, n.event_position
+    ) AS head
+    WHERE head.next_attempt_at IS NULL AND d.organization_id = head.organization_id AND d.id = head.id
+    """
+)
+# A delivery can be made waiting just as the one it waits for ends (fan-out and the end of a
+# send commit concurrently); the sweep releases such a delivery when nothing before it is open.
+_RELEASE_STRANDED = text(
+    """
+    UPDATE webhook_deliveries d SET next_attempt_at = now()
+    FROM (
+        SELECT DISTINCT ON (n.organization_id, n.webhook_id, n.entity_id) n.organization_id, n.id, n.next_attempt_at
+        FROM webhook_deliveries n
+        WHERE n.status IN ('pending', 'sending')
+          AND EXISTS (
+              SELECT 1 FROM webhook_deliveries w
+              WHERE w.status = 'pending' AND w.next_attempt_at IS NULL
+                AND w.organization_id = n.organization_id AND w.webhook_id = n.webhook_id AND w.entity_id = n.entity_id
+          )
+        ORDER BY n.organization_id, n.webhook_id, n.entity_id, n.event_position
+    ) AS head
+    WHERE head.next_attempt_at IS NULL AND d.organization_id = head.organization_id AND d.id = head.id
+    """
+)
+# Relays finishing batches for the same subscriptions lock them in one order, not in whatever
+# order their batches list them (which deadlocks).
+_LOCK_WEBHOOKS = text(
+    """
+    SELECT 1 FROM webhooks w
+    JOIN unnest(CAST(:organization_ids AS uuid[]), CAST(:ids AS uuid[])) AS r(organization_id, id)
+        ON w.organization_id = r.organization_id AND w.id = r.id
+    ORDER BY w.organization_id, w.id
+    FOR UPDATE OF w
     """
 )
 _HEALTH = text(
@@ -196,6 +252,7 @@ class Claimed:
     secrets: tuple[str, ...]
     event_id: uuid.UUID
     body: bytes
+    send_by: float  # monotonic time
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,42 +308,79 @@ class Relay:
         self._policy = webhooks.target_policy(settings)
         self._rng = rng or random.Random()
         self._lease_seconds = settings.webhooks_timeout_seconds * _LEASE_FACTOR
+        self._shares: dict[uuid.UUID, asyncio.Semaphore] = {}
+        self._in_flight = asyncio.Semaphore(settings.webhooks_max_in_flight)
 
     async def run(self, *, budget_seconds: float, report: RelayReport | None = None) -> RelayReport:
-        """Relays until nothing is due, or until the budget is spent and what is in flight has
-        finished."""
+        """Relays until nothing is due, or until the budget is spent and what was claimed has
+        been sent.
+
+        Sending never waits for the database: each subscription has deliveries claimed ahead
+        (up to `_PREFETCH` times its share), and a finished request's slot goes at once to the
+        next claimed delivery while the outcomes are written, and more claimed, in one
+        transaction per turn of the loop."""
         report = report or RelayReport()
         deadline = time.monotonic() + budget_seconds
-        in_flight: dict[asyncio.Task[Outcome], uuid.UUID] = {}
-        per_webhook: Counter[uuid.UUID] = Counter()
+        tasks: set[asyncio.Task[Outcome | Claimed]] = set()
+        held: Counter[uuid.UUID] = Counter()  # claimed and not yet written back, per subscription
+        finished: list[Outcome] = []
+        next_fan_out = 0.0
+        fanned = 0
         try:
             while True:
-                fanned = claimed = 0
-                if time.monotonic() < deadline:
+                now = time.monotonic()
+                claiming = now < deadline
+                looked = claiming and (fanned > 0 or now >= next_fan_out)
+                if looked:
                     fanned = await self.fan_out()
                     report.fanned_out += fanned
-                    free = self._settings.webhooks_max_in_flight - len(in_flight)
-                    if free > 0:
-                        batch = await self.claim(free, per_webhook)
-                        claimed = len(batch)
-                        for delivery in batch:
-                            in_flight[asyncio.create_task(self.send(delivery))] = delivery.webhook_id
-                            per_webhook[delivery.webhook_id] += 1
-                if not in_flight:
-                    if fanned or claimed:
+                    next_fan_out = now + _FAN_OUT_INTERVAL_SECONDS
+                recorded = bool(finished)
+                batch = await self.record_and_claim(finished, held, report, claim=claiming)
+                finished = []
+                for delivery in batch:
+                    held[delivery.webhook_id] += 1
+                    tasks.add(asyncio.create_task(self._send_in_turn(delivery)))
+                if not tasks:
+                    if batch or fanned:
+                        continue
+                    if claiming and (recorded or not looked):
+                        # One last look, after the last write: it may have made events of its own
+                        # (webhook.disabled) or released deliveries.
+                        next_fan_out = 0.0
                         continue
                     return report
-                done, _ = await asyncio.wait(in_flight, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
-                outcomes = []
+                done, _ = await asyncio.wait(tasks, timeout=0.25, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    webhook_id = in_flight.pop(task)
-                    per_webhook[webhook_id] -= 1
-                    outcomes.append(task.result())
-                if outcomes:
-                    await self.record(outcomes, report)
+                    tasks.discard(task)
+                    result = task.result()
+                    if isinstance(result, Claimed):
+                        # Not sent: its lease ran too short; it is claimed again when it runs out.
+                        held[result.webhook_id] -= 1
+                    else:
+                        finished.append(result)
         finally:
-            for task in in_flight:
+            for task in tasks:
                 task.cancel()
+
+    async def _send_in_turn(self, claimed: Claimed) -> Outcome | Claimed:
+        """Sends within the subscription's share of requests, unless the wait for a turn used up
+        so much of the lease that another relay could claim the delivery during the request."""
+        share = self._shares.get(claimed.webhook_id)
+        if share is None:
+            share = self._shares[claimed.webhook_id] = asyncio.Semaphore(
+                self._settings.webhooks_max_in_flight_per_endpoint
+            )
+        async with share, self._in_flight:
+            if time.monotonic() > claimed.send_by:
+                return claimed
+            return await self.send(claimed)
+
+    async def release_stranded(self) -> int:
+        """Releases waiting deliveries that nothing open is ahead of any more (see _RELEASE_STRANDED)."""
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(_RELEASE_STRANDED)
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def fan_out(self) -> int:
         """Turns committed events into pending deliveries; the number of events handled."""
@@ -306,25 +400,29 @@ class Relay:
                 handled += upto - after
         return handled
 
-    async def claim(self, limit: int, per_webhook: Counter[uuid.UUID]) -> list[Claimed]:
-        cap = self._settings.webhooks_max_in_flight_per_endpoint
-        busy = [(webhook_id, cap - count) for webhook_id, count in per_webhook.items() if count > 0]
+    async def _claim(self, session: AsyncSession, held: Counter[uuid.UUID]) -> list[Claimed]:
+        ahead = self._settings.webhooks_max_in_flight_per_endpoint * _PREFETCH
+        limit = self._settings.webhooks_max_in_flight * _PREFETCH - sum(held.values())
+        if limit <= 0:
+            return []
+        busy = [(webhook_id, ahead - count) for webhook_id, count in held.items() if count > 0]
         token = uuid.uuid4()
-        async with self._sessions() as session, session.begin():
-            rows = (
-                await session.execute(
-                    _CLAIM,
-                    {
-                        "scan": limit * 4,
-                        "limit": limit,
-                        "per_webhook": cap,
-                        "busy_ids": [webhook_id for webhook_id, _ in busy],
-                        "busy_left": [left for _, left in busy],
-                        "token": token,
-                        "lease": self._lease_seconds,
-                    },
-                )
-            ).all()
+        claimed_at = time.monotonic()
+        rows = (
+            await session.execute(
+                _CLAIM,
+                {
+                    "limit": limit,
+                    "per_webhook": ahead,
+                    "busy_ids": [webhook_id for webhook_id, _ in busy],
+                    "busy_left": [left for _, left in busy],
+                    "token": token,
+                    "lease": self._lease_seconds,
+                },
+            )
+        ).all()
+        # The last moment a request may start and still end (at the timeout) within the lease.
+        send_by = claimed_at + self._lease_seconds - self._settings.webhooks_timeout_seconds - 1
         bodies: dict[uuid.UUID, bytes] = {}
         claimed = []
         for row in rows:
@@ -340,6 +438,7 @@ class Relay:
                     secrets=webhooks.signing_secrets(row, self._settings),
                     event_id=row.id,
                     body=body,
+                    send_by=send_by,
                 )
             )
         return claimed
@@ -367,27 +466,47 @@ class Relay:
             error=None if 200 <= reply.status < 300 else f"HTTP {reply.status}",
         )
 
-    async def record(self, outcomes: Sequence[Outcome], report: RelayReport) -> None:
-        """Writes the attempts, the subscriptions' health, and disables the ones that are gone or
-        have failed for too long, in one transaction."""
-        placed = [(outcome, *next_attempt(outcome, self._rng)) for outcome in outcomes]
+    async def record_and_claim(
+        self, outcomes: Sequence[Outcome], held: Counter[uuid.UUID], report: RelayReport, *, claim: bool
+    ) -> list[Claimed]:
+        """In one transaction: writes the outcomes (and what follows from them) and claims more."""
+        for outcome in outcomes:
+            held[outcome.claimed.webhook_id] -= 1
         async with self._sessions() as session, session.begin():
+            if outcomes:
+                await self._record(session, outcomes, report)
+            return await self._claim(session, held) if claim else []
+
+    async def _record(self, session: AsyncSession, outcomes: Sequence[Outcome], report: RelayReport) -> None:
+        """Writes the attempts, releases what waited for them, updates the subscriptions' health
+        and disables the ones that are gone or have failed for too long."""
+        placed = [(outcome, *next_attempt(outcome, self._rng)) for outcome in outcomes]
+        recorded = await session.execute(
+            _RECORD,
+            {
+                "organization_ids": [o.claimed.organization_id for o, _, _ in placed],
+                "ids": [o.claimed.delivery_id for o, _, _ in placed],
+                "tokens": [o.claimed.token for o, _, _ in placed],
+                "statuses": [status.value for _, status, _ in placed],
+                "next_attempts": [when for _, _, when in placed],
+                "attempted": [o.attempted_at for o, _, _ in placed],
+                "status_codes": [o.status_code for o, _, _ in placed],
+                "latencies": [o.latency_ms for o, _, _ in placed],
+                "errors": [o.error for o, _, _ in placed],
+                "responses": [o.response for o, _, _ in placed],
+            },
+        )
+        ended = [row for row in recorded if row.status != DeliveryStatus.pending]
+        if ended:
             await session.execute(
-                _RECORD,
+                _RELEASE_NEXT,
                 {
-                    "organization_ids": [o.claimed.organization_id for o, _, _ in placed],
-                    "ids": [o.claimed.delivery_id for o, _, _ in placed],
-                    "tokens": [o.claimed.token for o, _, _ in placed],
-                    "statuses": [status.value for _, status, _ in placed],
-                    "next_attempts": [when for _, _, when in placed],
-                    "attempted": [o.attempted_at for o, _, _ in placed],
-                    "status_codes": [o.status_code for o, _, _ in placed],
-                    "latencies": [o.latency_ms for o, _, _ in placed],
-                    "errors": [o.error for o, _, _ in placed],
-                    "responses": [o.response for o, _, _ in placed],
+                    "organization_ids": [row.organization_id for row in ended],
+                    "webhook_ids": [row.webhook_id for row in ended],
+                    "entity_ids": [row.entity_id for row in ended],
                 },
             )
-            await self._update_health(session, outcomes, report)
+        await self._update_health(session, outcomes, report)
         report.delivered += sum(1 for o in outcomes if o.succeeded)
         report.failed += sum(1 for o in outcomes if not o.succeeded)
 
@@ -396,6 +515,8 @@ class Relay:
         for outcome in sorted(outcomes, key=lambda o: o.attempted_at):
             key = (outcome.claimed.organization_id, outcome.claimed.webhook_id)
             health.setdefault(key, _Health()).add(outcome)
+        keys = {"organization_ids": [organization_id for organization_id, _ in health], "ids": [w for _, w in health]}
+        await session.execute(_LOCK_WEBHOOKS, keys)
         rows = (
             await session.execute(
                 _HEALTH,

@@ -18,7 +18,7 @@ from app.core import audit, events, outbound, secrets, signatures
 from app.core.enums import AuditAction, DeliveryStatus
 from app.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from app.core.ids import new_id
-from app.core.pagination import Keyset, Page
+from app.core.pagination import Keyset, Page, SortKey, ValueKind
 from app.core.principal import Principal
 from app.core.repository import TenantRepository, check_version
 from app.core.settings import Settings, get_settings
@@ -181,6 +181,8 @@ async def update_webhook(
                     WebhookDelivery.organization_id == principal.organization_id,
                     WebhookDelivery.webhook_id == webhook.id,
                     WebhookDelivery.status == DeliveryStatus.pending,
+                    # Deliveries waiting for an earlier one of their entity keep waiting.
+                    WebhookDelivery.next_attempt_at.is_not(None),
                 )
                 .values(next_attempt_at=utcnow())
             )
@@ -237,6 +239,14 @@ def _deliveries(session: AsyncSession, principal: Principal) -> TenantRepository
     return TenantRepository(WebhookDelivery, session, principal, label="delivery")
 
 
+# Event ids are time-ordered and unique per subscription: the unique (subscription, event) index
+# serves this order, so deliveries need no index of their own for listing.
+_NEWEST_EVENT_FIRST = Keyset.of(
+    [SortKey("event_id", WebhookDelivery.__table__.c.event_id, ValueKind.uuid, descending=True, nullable=False)],
+    WebhookDelivery.__table__.c.id,
+)
+
+
 async def list_deliveries(
     session: AsyncSession,
     principal: Principal,
@@ -252,9 +262,7 @@ async def list_deliveries(
     statement = repository.scoped().where(WebhookDelivery.webhook_id == webhook_id)
     if status is not None:
         statement = statement.where(WebhookDelivery.status == status)
-    return await repository.page(
-        statement, Keyset.of([], WebhookDelivery.id, id_descending=True), cursor=cursor, limit=limit
-    )
+    return await repository.page(statement, _NEWEST_EVENT_FIRST, cursor=cursor, limit=limit)
 
 
 async def _delivery(

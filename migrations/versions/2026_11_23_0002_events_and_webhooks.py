@@ -187,7 +187,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_webhook_deliveries_due",
         "webhook_deliveries",
-        ["next_attempt_at"],
+        ["organization_id", "webhook_id", "next_attempt_at"],
         unique=False,
         postgresql_where=sa.text("status IN ('pending', 'sending')"),
     )
@@ -198,16 +198,9 @@ def upgrade() -> None:
         unique=False,
         postgresql_where=sa.text("status IN ('pending', 'sending')"),
     )
-    op.create_index(
-        "ix_webhook_deliveries_organization_id_webhook_id_id",
-        "webhook_deliveries",
-        ["organization_id", "webhook_id", "id"],
-        unique=False,
-    )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_webhook_deliveries_organization_id_webhook_id_id", table_name="webhook_deliveries")
     op.drop_index(
         "ix_webhook_deliveries_open_entity",
         table_name="webhook_deliveries",
