@@ -64,6 +64,8 @@ async def test_a_new_record_needs_what_a_create_needs(client: httpx.AsyncClient,
         "/api/v1/contacts/external/E-3", headers=tenant.headers, json={"first_name": "伟", "external_id": "E-3"}
     )
     assert same.status_code == 201
+    slashed = await client.put("/api/v1/contacts/external/2023/0001", headers=tenant.headers, json={"first_name": "伟"})
+    assert slashed.status_code == 201 and slashed.json()["external_id"] == "2023/0001"
     too_long = await client.put(f"/api/v1/contacts/external/{'x' * 201}", headers=tenant.headers, json={})
     assert too_long.status_code == 422
 

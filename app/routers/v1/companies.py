@@ -130,7 +130,7 @@ async def get_company(session: SessionDep, principal: Reader, company_id: uuid.U
 
 
 @router.put(
-    "/external/{external_id}",
+    "/external/{external_id:path}",
     operation_id="companies_upsert",
     response_model=CompanyRead,
     responses=problems(*AUTHENTICATED, 404, 409, 412),

@@ -135,7 +135,7 @@ async def get_contact(session: SessionDep, principal: Reader, contact_id: uuid.U
 
 
 @router.put(
-    "/external/{external_id}",
+    "/external/{external_id:path}",
     operation_id="contacts_upsert",
     response_model=ContactRead,
     responses=problems(*AUTHENTICATED, 404, 409, 412),
