@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from app.core.settings import Settings
@@ -123,3 +124,20 @@ async def lock_for_transaction(session: AsyncSession, namespace: str, key: str) 
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtext(:namespace), hashtext(:key))"), {"namespace": namespace, "key": key}
     )
+
+
+_CACHE_PREFIX = "rapport.cache."
+
+
+def transaction_cache(session: AsyncSession, name: str) -> dict[Any, Any]:
+    """Answers a transaction looks up again and again (one owner for the 1,000 records of a
+    batch), kept until the transaction ends."""
+    cache: dict[Any, Any] = session.info.setdefault(_CACHE_PREFIX + name, {})
+    return cache
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _forget_transaction_caches(session: Session) -> None:
+    for key in [key for key in session.info if isinstance(key, str) and key.startswith(_CACHE_PREFIX)]:
+        del session.info[key]

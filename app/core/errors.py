@@ -39,6 +39,12 @@ class DomainError(Exception):
     def extensions(self) -> dict[str, Any]:
         return {}
 
+    def as_problem(self) -> dict[str, Any]:
+        """The problem document's body (RFC 9457), for errors reported inside a reply (batches)."""
+        return {"type": self.type, "title": self.title, "status": self.status_code, "detail": self.detail} | (
+            self.extensions()
+        )
+
 
 class NotFound(DomainError):
     status_code = 404

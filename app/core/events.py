@@ -186,6 +186,7 @@ class RelayWaker:
         self._redis = redis
         self._queue_name = queue_name
         self._wanted = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
@@ -195,7 +196,15 @@ class RelayWaker:
         self._task = asyncio.create_task(self._run(), name="relay-waker")
 
     async def stop(self) -> None:
-        if self._task is not None:
+        """Lets an enqueue under way finish: cancelled inside redis-py's pool it can leave the
+        pool's lock held, and closing the pool then waits for ever."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wanted.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout=5)
+        except TimeoutError:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
@@ -203,6 +212,8 @@ class RelayWaker:
         while True:
             await self._wanted.wait()
             self._wanted.clear()
+            if self._stopping:
+                return
             try:
                 await self.enqueue()
             except Exception as exc:  # noqa: BLE001 - the sweep relays the events anyway

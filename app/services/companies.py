@@ -18,7 +18,7 @@ from app.models.audit import AuditEntry
 from app.models.company import Company
 from app.models.contact import Contact
 from app.schemas.company import CompanyCreate, CompanyRead, CompanyUpdate
-from app.services import records
+from app.services import records, users
 from app.services.filters import FieldSpec, FieldType
 from app.services.records import FindQuery, RecordType, builtin
 
@@ -75,6 +75,11 @@ def contact_search_text(company: Company) -> str:
 
 
 async def create_company(session: AsyncSession, principal: Principal, *, data: CompanyCreate) -> Company:
+    return await records.created(session, principal, COMPANIES, await build_company(session, principal, data))
+
+
+async def build_company(session: AsyncSession, principal: Principal, data: CompanyCreate) -> Company:
+    """A new company, checked and filled in, not yet added to the session."""
     company = Company(
         organization_id=principal.organization_id,
         **data.model_dump(exclude={"custom_fields", "owner_id"}),
@@ -84,7 +89,7 @@ async def create_company(session: AsyncSession, principal: Principal, *, data: C
         custom_fields=await records.custom_values(session, principal, COMPANIES, data.custom_fields),
     )
     company.search_text = search_document(company)
-    return await records.created(session, principal, COMPANIES, company)
+    return company
 
 
 async def get_company(session: AsyncSession, principal: Principal, company_id: uuid.UUID) -> Mapping[str, Any]:
@@ -101,17 +106,28 @@ async def update_company(
     expected_version: int | None,
 ) -> Company:
     company = await records.editable(session, principal, COMPANIES, company_id, expected_version=expected_version)
-    changes = data.changes()
     before = audit.snapshot(company)
+    await apply_company_changes(session, principal, company, data)
+    return await records.updated(session, principal, COMPANIES, company, before=before)
+
+
+async def apply_company_changes(
+    session: AsyncSession, principal: Principal, company: Company, data: CompanyUpdate
+) -> None:
+    """Checks a PATCH body against the company and applies it (nothing is written yet, except
+    its contacts' copy of a new name)."""
+    changes = data.changes()
     if "custom_fields" in changes:
         changes["custom_fields"] = await records.custom_values(
             session, principal, COMPANIES, changes["custom_fields"], current=company.custom_fields
         )
     await records.check_new_owner(session, principal, changes, company.owner_id)
-    renamed = "name" in changes and changes["name"] != company.name
-    for name, value in changes.items():
-        setattr(company, name, value)
-    if SEARCHED_FIELDS & changes.keys():
+    # Only real changes are set (see apply_contact_changes).
+    changed = {name for name, value in changes.items() if getattr(company, name) != value}
+    renamed = "name" in changed
+    for name in changed:
+        setattr(company, name, changes[name])
+    if SEARCHED_FIELDS & changed:
         company.search_text = search_document(company)
     if renamed:
         # Contacts are found by their company's name too.
@@ -121,7 +137,6 @@ async def update_company(
             .values(company_search_text=contact_search_text(company))
             .execution_options(synchronize_session=False)
         )
-    return await records.updated(session, principal, COMPANIES, company, before=before)
 
 
 async def upsert_company(
@@ -184,3 +199,24 @@ async def company_history(
     limit: int,
 ) -> Page[AuditEntry]:
     return await records.history(session, principal, COMPANIES, company_id, cursor=cursor, limit=limit)
+
+
+async def _prefetch_for_batch(session: AsyncSession, principal: Principal, bodies: list[dict[str, Any]]) -> None:
+    await users.prefetch_assignable(session, principal, {b["owner_id"] for b in bodies if b.get("owner_id")})
+
+
+COMPANY_BATCHES: records.BatchRules[Company] = records.BatchRules(
+    kind=COMPANIES,
+    create_schema=CompanyCreate,
+    update_schema=CompanyUpdate,
+    build=build_company,
+    apply=apply_company_changes,
+    upsert_keys=("external_id", "domain"),
+    prefetch=_prefetch_for_batch,
+)
+
+
+async def write_companies(
+    session: AsyncSession, principal: Principal, *, mode: str, items: list[dict[str, Any]], atomic: bool
+) -> list[records.BatchResult]:
+    return await records.write_batch(session, principal, COMPANY_BATCHES, mode=mode, items=items, atomic=atomic)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit, text_search
+from app.core.db import transaction_cache
 from app.core.enums import ContactSource, CustomFieldEntity, LifecycleStage
-from app.core.errors import FieldError, NotFound, ValidationFailed
+from app.core.errors import FieldError, ValidationFailed
 from app.core.normalize import phone_search_forms
 from app.core.pagination import Page
 from app.core.principal import Principal
@@ -20,7 +21,7 @@ from app.models.base import utcnow
 from app.models.company import Company
 from app.models.contact import Contact
 from app.schemas.contact import ContactCreate, ContactRead, ContactUpdate
-from app.services import companies, records
+from app.services import companies, records, users
 from app.services.filters import FieldSpec, FieldType
 from app.services.records import FindQuery, RecordType, builtin
 
@@ -111,13 +112,28 @@ def search_document(contact: Contact) -> str:
 
 
 async def _linkable_company(session: AsyncSession, principal: Principal, company_id: uuid.UUID) -> Company:
-    try:
-        company = await companies.COMPANIES.repository(session, principal).get(company_id)
-    except NotFound as exc:
-        raise ValidationFailed(FieldError(("body", "company_id"), "no such company")) from exc
-    if company.archived_at is not None:
-        raise ValidationFailed(FieldError(("body", "company_id"), "the company is archived"))
-    return company
+    known = transaction_cache(session, "linkable_companies")
+    if company_id not in known:
+        await prefetch_companies(session, principal, [company_id])
+    found = known[company_id]
+    if isinstance(found, str):
+        raise ValidationFailed(FieldError(("body", "company_id"), found))
+    return found  # type: ignore[no-any-return]
+
+
+async def prefetch_companies(session: AsyncSession, principal: Principal, company_ids: Iterable[uuid.UUID]) -> None:
+    """Looks up companies contacts may be linked to, in one query, for `_linkable_company`."""
+    known = transaction_cache(session, "linkable_companies")
+    wanted = set(company_ids) - known.keys()
+    if not wanted:
+        return
+    repository = companies.COMPANIES.repository(session, principal)
+    found = {c.id: c for c in (await session.execute(repository.scoped().where(Company.id.in_(wanted)))).scalars()}
+    for company_id in wanted:
+        company = found.get(company_id)
+        known[company_id] = (
+            "no such company" if company is None else "the company is archived" if company.archived_at else company
+        )
 
 
 def _consent_given(contact: Contact, *, source: str | None, principal: Principal) -> None:
@@ -126,6 +142,11 @@ def _consent_given(contact: Contact, *, source: str | None, principal: Principal
 
 
 async def create_contact(session: AsyncSession, principal: Principal, *, data: ContactCreate) -> Contact:
+    return await records.created(session, principal, CONTACTS, await build_contact(session, principal, data))
+
+
+async def build_contact(session: AsyncSession, principal: Principal, data: ContactCreate) -> Contact:
+    """A new contact, checked and filled in, not yet added to the session."""
     contact = Contact(
         organization_id=principal.organization_id,
         **data.model_dump(exclude={"custom_fields", "source", "email_opt_in_source", "owner_id"}),
@@ -141,7 +162,7 @@ async def create_contact(session: AsyncSession, principal: Principal, *, data: C
     if data.email_opt_in:
         _consent_given(contact, source=data.email_opt_in_source, principal=principal)
     contact.search_text = search_document(contact)
-    return await records.created(session, principal, CONTACTS, contact)
+    return contact
 
 
 async def get_contact(session: AsyncSession, principal: Principal, contact_id: uuid.UUID) -> Mapping[str, Any]:
@@ -158,8 +179,16 @@ async def update_contact(
     expected_version: int | None,
 ) -> Contact:
     contact = await records.editable(session, principal, CONTACTS, contact_id, expected_version=expected_version)
-    changes = data.changes()
     before = audit.snapshot(contact)
+    await apply_contact_changes(session, principal, contact, data)
+    return await records.updated(session, principal, CONTACTS, contact, before=before)
+
+
+async def apply_contact_changes(
+    session: AsyncSession, principal: Principal, contact: Contact, data: ContactUpdate
+) -> None:
+    """Checks a PATCH body against the contact and applies it (nothing is written yet)."""
+    changes = data.changes()
     if "custom_fields" in changes:
         changes["custom_fields"] = await records.custom_values(
             session, principal, CONTACTS, changes["custom_fields"], current=contact.custom_fields
@@ -177,15 +206,17 @@ async def update_contact(
         else:
             contact.email_opt_in_at = utcnow()
             contact.email_opt_in_source = consent_source
-    for name, value in changes.items():
-        setattr(contact, name, value)
+    # Only real changes are set: setting a field to its value still marks it dirty, and a search
+    # column recomputed for nothing would make an UPDATE (and a new version) out of no change.
+    changed = {name for name, value in changes.items() if getattr(contact, name) != value}
+    for name in changed:
+        setattr(contact, name, changes[name])
     if not any(getattr(contact, name) for name in IDENTIFYING_FIELDS):
         raise ValidationFailed(
             FieldError(("body",), "a contact needs at least one of first_name, last_name, email or phone")
         )
-    if SEARCHED_FIELDS & changes.keys():
+    if SEARCHED_FIELDS & changed:
         contact.search_text = search_document(contact)
-    return await records.updated(session, principal, CONTACTS, contact, before=before)
 
 
 async def upsert_contact(
@@ -248,3 +279,25 @@ async def contact_history(
     limit: int,
 ) -> Page[AuditEntry]:
     return await records.history(session, principal, CONTACTS, contact_id, cursor=cursor, limit=limit)
+
+
+async def _prefetch_for_batch(session: AsyncSession, principal: Principal, bodies: list[dict[str, Any]]) -> None:
+    await users.prefetch_assignable(session, principal, {b["owner_id"] for b in bodies if b.get("owner_id")})
+    await prefetch_companies(session, principal, {b["company_id"] for b in bodies if b.get("company_id")})
+
+
+CONTACT_BATCHES: records.BatchRules[Contact] = records.BatchRules(
+    kind=CONTACTS,
+    create_schema=ContactCreate,
+    update_schema=ContactUpdate,
+    build=build_contact,
+    apply=apply_contact_changes,
+    upsert_keys=("external_id", "email"),
+    prefetch=_prefetch_for_batch,
+)
+
+
+async def write_contacts(
+    session: AsyncSession, principal: Principal, *, mode: str, items: list[dict[str, Any]], atomic: bool
+) -> list[records.BatchResult]:
+    return await records.write_batch(session, principal, CONTACT_BATCHES, mode=mode, items=items, atomic=atomic)

@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit
+from app.core.db import transaction_cache
 from app.core.enums import AuditAction, CustomFieldEntity, CustomFieldType
 from app.core.errors import Conflict, FieldError, ValidationFailed
 from app.core.pagination import Keyset, Page
@@ -181,6 +182,10 @@ async def definitions_for(
 ) -> Definitions:
     """With `for_write`, the definitions are share-locked until commit, so a definition cannot be
     deleted (its values stripped) while a record is being written with a value for it."""
+    cache = transaction_cache(session, "custom_field_definitions")
+    key = (organization_id, entity, for_write)
+    if key in cache:
+        return cache[key]  # type: ignore[no-any-return]
     statement = select(CustomFieldDefinition).where(
         CustomFieldDefinition.organization_id == organization_id,
         CustomFieldDefinition.entity == entity,
@@ -188,7 +193,8 @@ async def definitions_for(
     if for_write:
         statement = statement.with_for_update(key_share=True, read=True)
     rows = await session.execute(statement)
-    return {definition.key: definition for definition in rows.scalars()}
+    cache[key] = definitions = {definition.key: definition for definition in rows.scalars()}
+    return definitions
 
 
 def filter_fields(definitions: Definitions, column: ColumnElement[Any]) -> dict[str, FieldSpec]:

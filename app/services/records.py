@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core import audit, events, text_search
 from app.core.db import lock_for_transaction
 from app.core.enums import AuditAction, CustomFieldEntity
-from app.core.errors import Conflict, FieldError, PreconditionFailed, ValidationFailed
+from app.core.errors import Conflict, DomainError, FieldError, PreconditionFailed, ValidationFailed
 from app.core.pagination import Keyset, Page
 from app.core.principal import Principal
 from app.core.repository import TenantRepository, check_version
@@ -347,3 +347,175 @@ async def history(
 def builtin(column: ColumnElement[Any], name: str, field_type: FieldType, **extra: Any) -> FieldSpec:
     """A filter field over one of the model's own columns."""
     return FieldSpec(name=name, type=field_type, column=column, read=filters.attribute(name), **extra)
+
+
+@dataclass(slots=True)
+class BatchResult:
+    index: int
+    status: str  # created | updated | unchanged | failed
+    id: uuid.UUID | None = None
+    problem: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRules(Generic[M]):
+    """How one resource takes part in batches: its schemas, its build and apply steps, the fields
+    an upsert matches on (in order of preference), and the lookups to make once for all records."""
+
+    kind: RecordType[M]
+    create_schema: type[BaseModel]
+    update_schema: type[BaseModel]
+    build: Callable[[AsyncSession, Principal, Any], Awaitable[M]]
+    apply: Callable[[AsyncSession, Principal, M, Any], Awaitable[None]]
+    upsert_keys: tuple[str, ...]
+    prefetch: Callable[[AsyncSession, Principal, list[dict[str, Any]]], Awaitable[None]]
+
+
+def _failed(index: int, error: DomainError) -> BatchResult:
+    problem = error.as_problem()
+    if isinstance(error, ValidationFailed):
+        # Field locations inside the record: ["body", "records", index, field].
+        problem["errors"] = [
+            {"loc": ["body", "records", index, *e.loc[1:]] if e.loc[:1] == ("body",) else list(e.loc), "msg": e.msg}
+            for e in error.errors
+        ]
+    return BatchResult(index=index, status="failed", problem=problem)
+
+
+async def _matches(
+    session: AsyncSession, principal: Principal, kind: RecordType[M], key: str, values: set[Any]
+) -> dict[Any, list[Any]]:
+    """Records of the organisation (visible or not) holding each value of `key`, locked for the update."""
+    if not values:
+        return {}
+    model: Any = kind.model
+    column = getattr(model, key)
+    rows = await session.execute(
+        select(model)
+        .where(model.organization_id == principal.organization_id, column.in_(values))
+        .order_by(model.id)
+        .with_for_update()
+    )
+    found: dict[Any, list[Any]] = {}
+    for record in rows.scalars():
+        found.setdefault(getattr(record, key), []).append(record)
+    return found
+
+
+async def write_batch(
+    session: AsyncSession,
+    principal: Principal,
+    rules: BatchRules[M],
+    *,
+    mode: str,
+    items: Sequence[Mapping[str, Any]],
+    atomic: bool,
+) -> list[BatchResult]:
+    """Creates (or upserts) up to BATCH_LIMIT records with one result each; a bad record fails
+    alone unless `atomic`, when any failure writes nothing. Lookups (matches, owners, companies,
+    custom field definitions) are made once for the batch and the rows written in one flush."""
+    kind = rules.kind
+    results: list[BatchResult | None] = [None] * len(items)
+    schema = rules.update_schema if mode == "upsert" else rules.create_schema
+    bodies: dict[int, BaseModel] = {}
+    for index, raw in enumerate(items):
+        try:
+            bodies[index] = schema.model_validate(raw)
+        except ValidationError as exc:
+            results[index] = _failed(index, ValidationFailed.from_pydantic(exc, loc=("body",)))
+    changes = {index: body.model_dump(include=body.model_fields_set) for index, body in bodies.items()}
+
+    # Which record each upsert (or each create with an external_id) would touch.
+    keys = rules.upsert_keys if mode == "upsert" else ("external_id",)
+    key_of: dict[int, tuple[str, Any]] = {}
+    first_with: dict[tuple[str, Any], int] = {}
+    for index, fields in changes.items():
+        key = next(((name, fields[name]) for name in keys if fields.get(name) is not None), None)
+        if key is None:
+            if mode == "upsert":
+                results[index] = _failed(
+                    index, ValidationFailed(FieldError(("body",), f"an upsert needs one of {', '.join(keys)}"))
+                )
+            continue
+        if key in first_with:
+            results[index] = _failed(
+                index, ValidationFailed(FieldError(("body", key[0]), f"record {first_with[key]} has the same value"))
+            )
+            continue
+        first_with[key] = index
+        key_of[index] = key
+    found: dict[str, dict[Any, list[Any]]] = {}
+    for name in keys:
+        values = {value for key_name, value in key_of.values() if key_name == name}
+        found[name] = await _matches(session, principal, kind, name, values)
+    matched_ids = [record.id for by_value in found.values() for same in by_value.values() for record in same]
+    model: Any = kind.model
+    visible_query = kind.repository(session, principal).scoped().with_only_columns(model.id)
+    visible = set((await session.execute(visible_query.where(model.id.in_(matched_ids)))).scalars())
+
+    await rules.prefetch(session, principal, [changes[i] for i in bodies if results[i] is None])
+    new: list[tuple[int, Any]] = []
+    existing: list[tuple[int, Any, audit.Snapshot]] = []
+    for index, body in bodies.items():
+        if results[index] is not None:
+            continue
+        try:
+            key = key_of.get(index)
+            matched = found[key[0]].get(key[1], []) if key else []
+            if len(matched) > 1:
+                raise Conflict(f"{len(matched)} {kind.label} records have this {key[0]}: use external_id")  # type: ignore[index]
+            if matched and mode == "create":
+                raise Conflict(f"A {kind.label} with this external_id exists: {matched[0].id}")
+            if matched:
+                record = matched[0]
+                if record.id not in visible:
+                    raise Conflict(f"A {kind.label} with this {key[0]} exists that you cannot see")  # type: ignore[index]
+                if record.archived_at is not None:
+                    raise Conflict(f"The {kind.label} {record.id} is archived; restore it first")
+                before = audit.snapshot(record)
+                await rules.apply(session, principal, record, body)
+                existing.append((index, record, before))
+            else:
+                create_body = body if mode == "create" else as_create(rules.create_schema, changes[index])
+                new.append((index, await rules.build(session, principal, create_body)))
+        except DomainError as error:
+            results[index] = _failed(index, error)
+
+    failed = [r for r in results if r is not None]
+    if atomic and failed:
+        raise ValidationFailed(
+            [
+                FieldError(tuple(e["loc"]), e["msg"])
+                for r in failed
+                for e in (r.problem or {}).get("errors")
+                or [{"loc": ["body", "records", r.index], "msg": (r.problem or {}).get("detail", "")}]
+            ],
+            detail=f"{len(failed)} of {len(items)} records failed; nothing was written (atomic)",
+        )
+    session.add_all([record for _, record in new])
+    await session.flush()
+    for index, record in new:
+        audit.record(
+            session,
+            principal,
+            action=AuditAction.create,
+            entity_type=kind.label,
+            entity_id=record.id,
+            changes=audit.creation(audit.snapshot(record)),
+        )
+        _emit(session, principal, kind, record, "created")
+        results[index] = BatchResult(index=index, status="created", id=record.id)
+    for index, record, before in existing:
+        delta = audit.diff(before, audit.snapshot(record))
+        if delta:
+            audit.record(
+                session,
+                principal,
+                action=AuditAction.update,
+                entity_type=kind.label,
+                entity_id=record.id,
+                changes=delta,
+            )
+            _emit(session, principal, kind, record, "updated", changes=delta)
+        results[index] = BatchResult(index=index, status="updated" if delta else "unchanged", id=record.id)
+    return [r for r in results if r is not None]

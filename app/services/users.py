@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit
-from app.core.db import lock_for_transaction
+from app.core.db import lock_for_transaction, transaction_cache
 from app.core.enums import AuditAction
 from app.core.errors import (
     Conflict,
     FieldError,
-    NotFound,
     PermissionDenied,
     ValidationFailed,
 )
@@ -176,9 +176,24 @@ async def set_user_active(
 
 async def ensure_assignable(session: AsyncSession, principal: Principal, user_id: uuid.UUID) -> None:
     """Records may be owned only by active users of the same organisation."""
-    try:
-        user = await _repository(session, principal).get(user_id)
-    except NotFound as exc:
-        raise ValidationFailed(FieldError(("body", "owner_id"), "no such user")) from exc
-    if not user.is_active:
-        raise ValidationFailed(FieldError(("body", "owner_id"), "the user is deactivated"))
+    known = transaction_cache(session, "assignable_users")
+    if user_id not in known:
+        await prefetch_assignable(session, principal, [user_id])
+    if problem := known[user_id]:
+        raise ValidationFailed(FieldError(("body", "owner_id"), problem))
+
+
+async def prefetch_assignable(session: AsyncSession, principal: Principal, user_ids: Iterable[uuid.UUID]) -> None:
+    """Looks up whether each user may own records, in one query, for `ensure_assignable`."""
+    known = transaction_cache(session, "assignable_users")
+    wanted = set(user_ids) - known.keys()
+    if not wanted:
+        return
+    rows = await session.execute(
+        select(User.id, User.is_active).where(User.organization_id == principal.organization_id, User.id.in_(wanted))
+    )
+    active = {row.id: row.is_active for row in rows}
+    for user_id in wanted:
+        known[user_id] = (
+            "no such user" if user_id not in active else None if active[user_id] else "the user is deactivated"
+        )

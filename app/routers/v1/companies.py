@@ -27,6 +27,7 @@ from app.routers.deps import (
     search_query,
 )
 from app.schemas.audit import AuditEntryPage, AuditEntryRead
+from app.schemas.batch import BatchCreate, BatchRead, BatchResultRead
 from app.schemas.common import CountryCode, Domain
 from app.schemas.company import CompanyCreate, CompanyPage, CompanyRead, CompanyUpdate
 from app.schemas.search import SearchRequest
@@ -127,6 +128,26 @@ async def create_company(session: SessionDep, principal: Writer, body: CompanyCr
 async def get_company(session: SessionDep, principal: Reader, company_id: uuid.UUID) -> Response:
     company = await companies.get_company(session, principal, company_id)
     return record_reply(CompanyRead.model_validate(company))
+
+
+@router.post(
+    "/batch",
+    operation_id="companies_batch",
+    response_model=BatchRead,
+    responses=problems(*AUTHENTICATED, 409),
+    summary="Create or upsert up to 1,000 companies, one result per record",
+    description="Upsert matches on `external_id`, else `domain`. "
+    "A bad record fails alone (its result carries a problem document) unless `atomic=true`, "
+    "when any failure is a 422 and nothing is written.",
+)
+async def batch_companies(
+    session: SessionDep,
+    principal: Writer,
+    body: BatchCreate,
+    atomic: Annotated[bool, Query(description="All records or none")] = False,
+) -> BatchRead:
+    results = await companies.write_companies(session, principal, mode=body.mode, items=body.records, atomic=atomic)
+    return BatchRead(results=[BatchResultRead.model_validate(r, from_attributes=True) for r in results])
 
 
 @router.put(

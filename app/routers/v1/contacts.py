@@ -27,6 +27,7 @@ from app.routers.deps import (
     search_query,
 )
 from app.schemas.audit import AuditEntryPage, AuditEntryRead
+from app.schemas.batch import BatchCreate, BatchRead, BatchResultRead
 from app.schemas.common import CountryCode, Email, Phone
 from app.schemas.contact import ContactCreate, ContactPage, ContactRead, ContactUpdate
 from app.schemas.search import SearchRequest
@@ -132,6 +133,26 @@ async def create_contact(session: SessionDep, principal: Writer, body: ContactCr
 async def get_contact(session: SessionDep, principal: Reader, contact_id: uuid.UUID) -> Response:
     contact = await contacts.get_contact(session, principal, contact_id)
     return record_reply(ContactRead.model_validate(contact))
+
+
+@router.post(
+    "/batch",
+    operation_id="contacts_batch",
+    response_model=BatchRead,
+    responses=problems(*AUTHENTICATED, 409),
+    summary="Create or upsert up to 1,000 contacts, one result per record",
+    description="Upsert matches on `external_id`, else `email`. "
+    "A bad record fails alone (its result carries a problem document) unless `atomic=true`, "
+    "when any failure is a 422 and nothing is written.",
+)
+async def batch_contacts(
+    session: SessionDep,
+    principal: Writer,
+    body: BatchCreate,
+    atomic: Annotated[bool, Query(description="All records or none")] = False,
+) -> BatchRead:
+    results = await contacts.write_contacts(session, principal, mode=body.mode, items=body.records, atomic=atomic)
+    return BatchRead(results=[BatchResultRead.model_validate(r, from_attributes=True) for r in results])
 
 
 @router.put(
