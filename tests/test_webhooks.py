@@ -510,3 +510,15 @@ async def test_a_stranded_waiting_delivery_is_released_by_the_sweep(
     assert await relay.release_stranded() >= 1
     await relay.run(budget_seconds=10)
     assert len(receiver.at("/hook")) == 1
+
+
+async def test_a_relay_out_of_budget_finishes_what_it_claimed_and_stops(
+    client: httpx.AsyncClient, tenant: Tenant, receiver: Receiver, relay: Relay
+) -> None:
+    await _subscribe(client, tenant, receiver.url())
+    for i in range(3):
+        await _contact(client, tenant, f"预{i}")
+    report = await relay.run(budget_seconds=0)
+    assert report.delivered == 0 and receiver.received == []
+    await relay.run(budget_seconds=10)
+    assert len(receiver.at("/hook")) == 3

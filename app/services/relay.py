@@ -330,9 +330,10 @@ class Relay:
             while True:
                 now = time.monotonic()
                 claiming = now < deadline
+                # Look for new events again at once while the last look found some.
                 looked = claiming and (fanned > 0 or now >= next_fan_out)
+                fanned = await self.fan_out() if looked else 0
                 if looked:
-                    fanned = await self.fan_out()
                     report.fanned_out += fanned
                     next_fan_out = now + _FAN_OUT_INTERVAL_SECONDS
                 recorded = bool(finished)
