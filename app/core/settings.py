@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     rate_limit_anonymous_per_minute: int = Field(default=60, ge=1)
 
     default_phone_region: str = Field(default="CN", min_length=2, max_length=2)
+    csv_max_rows: int = Field(
+        default=10_000, ge=1, description="Records a list or search answers as CSV (`Accept: text/csv`) at most"
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool | None = Field(

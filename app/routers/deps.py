@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Annotated, Any, ClassVar
 
 from fastapi import Depends, Header, Path, Query, Request, Response
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core import idempotency
+from app.core import csv_export, idempotency
 from app.core.errors import PreconditionFailed, RateLimited, Unauthorized
 from app.core.middleware import RATE_LIMIT_STATE_KEY
 from app.core.pagination import MAX_LIMIT
@@ -257,4 +259,39 @@ def search_query(body: SearchRequest) -> FindQuery:
         archived=body.archived,
         filter_loc=("body", "filter"),
         sort_loc=("body", "sort"),
+    )
+
+
+CSV_REPLY: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}}, "description": "JSON, or every match as CSV with `Accept: text/csv`"}
+}
+ColumnsDep = Annotated[
+    str | None,
+    Query(max_length=2000, description="CSV only: the columns, comma-separated (`custom_fields.<key>` too)"),
+]
+
+
+def wants_csv(request: Request) -> bool:
+    """`Accept: text/csv` (ahead of any JSON type the client also lists)."""
+    accept = [part.split(";")[0].strip().lower() for part in request.headers.get("accept", "").split(",")]
+    return "text/csv" in accept and (
+        "application/json" not in accept or accept.index("text/csv") < accept.index("application/json")
+    )
+
+
+CsvDep = Annotated[bool, Depends(wants_csv)]
+
+
+def csv_reply(items: Iterable[BaseModel], *, schema: type[BaseModel], columns: str | None, filename: str) -> Response:
+    rows = [csv_export.flatten(item.model_dump(mode="json")) for item in items]
+    if columns:
+        chosen = [c.strip() for c in columns.split(",") if c.strip()]
+    else:
+        fields = [*schema.model_fields, *schema.model_computed_fields]
+        custom = sorted({key for row in rows for key in row if key.startswith("custom_fields.")})
+        chosen = [f for f in fields if f != "custom_fields"] + custom
+    return Response(
+        csv_export.render(rows, chosen),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

@@ -186,6 +186,12 @@ async def restore_company(
     return await records.restore(session, principal, COMPANIES, company_id, expected_version=expected_version)
 
 
+async def find_all_companies(
+    session: AsyncSession, principal: Principal, query: FindQuery, *, at_most: int
+) -> list[Company]:
+    return await records.find_all(session, principal, COMPANIES, query, at_most=at_most)
+
+
 async def find_companies(session: AsyncSession, principal: Principal, query: FindQuery) -> Page[Company]:
     return await records.find(session, principal, COMPANIES, query)
 

@@ -266,6 +266,12 @@ async def restore_contact(
     return await records.restore(session, principal, CONTACTS, contact_id, expected_version=expected_version)
 
 
+async def find_all_contacts(
+    session: AsyncSession, principal: Principal, query: FindQuery, *, at_most: int
+) -> list[Contact]:
+    return await records.find_all(session, principal, CONTACTS, query, at_most=at_most)
+
+
 async def find_contacts(session: AsyncSession, principal: Principal, query: FindQuery) -> Page[Contact]:
     return await records.find(session, principal, CONTACTS, query)
 

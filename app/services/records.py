@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -15,7 +15,7 @@ from app.core import audit, events, text_search
 from app.core.db import lock_for_transaction
 from app.core.enums import AuditAction, CustomFieldEntity
 from app.core.errors import Conflict, DomainError, FieldError, PreconditionFailed, ValidationFailed
-from app.core.pagination import Keyset, Page
+from app.core.pagination import MAX_LIMIT, Keyset, Page
 from app.core.principal import Principal
 from app.core.repository import TenantRepository, check_version
 from app.models.audit import AuditEntry
@@ -121,6 +121,24 @@ async def find(session: AsyncSession, principal: Principal, kind: RecordType[M],
     sort = filters.parse_sort(query.sort, registry, loc=query.sort_loc)
     keyset = Keyset.of(sort.keys, kind.columns.id, id_descending=sort.id_descending)
     return await repository.page(statement, keyset, cursor=query.cursor, limit=query.limit)
+
+
+async def find_all(
+    session: AsyncSession, principal: Principal, kind: RecordType[M], query: FindQuery, *, at_most: int
+) -> list[M]:
+    """Every record the query matches, page by page, or a 422 when there are more than `at_most`."""
+    found: list[M] = []
+    cursor = query.cursor
+    while True:
+        page = await find(session, principal, kind, replace(query, cursor=cursor, limit=MAX_LIMIT))
+        found += page.items
+        if len(found) > at_most:
+            raise ValidationFailed(
+                FieldError(("header", "accept"), f"more than {at_most} {kind.label} records match: narrow the filter")
+            )
+        if page.next_cursor is None:
+            return found
+        cursor = page.next_cursor
 
 
 async def custom_values(

@@ -6,21 +6,27 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.enums import CompanySize
 from app.core.pagination import DEFAULT_LIMIT, Page
 from app.core.permissions import Scope
 from app.core.principal import Principal
+from app.core.settings import get_settings
 from app.routers.deps import (
     API_PREFIX,
     AUTHENTICATED,
+    CSV_REPLY,
     ApiRoute,
+    ColumnsDep,
+    CsvDep,
     CursorDep,
     ExpectedVersionDep,
     ExternalIdPath,
     LimitDep,
     SessionDep,
     SortDep,
+    csv_reply,
     problems,
     record_reply,
     require,
@@ -39,6 +45,16 @@ Reader = Annotated[Principal, require(Scope.companies_read)]
 Writer = Annotated[Principal, require(Scope.companies_write)]
 
 
+async def _csv(session: AsyncSession, principal: Principal, query: FindQuery, columns: str | None) -> Response:
+    found = await companies.find_all_companies(session, principal, query, at_most=get_settings().csv_max_rows)
+    return csv_reply(
+        [CompanyRead.model_validate(record) for record in found],
+        schema=CompanyRead,
+        columns=columns,
+        filename="companies.csv",
+    )
+
+
 def _page(page: Page[Any]) -> CompanyPage:
     return CompanyPage(
         items=[CompanyRead.model_validate(c) for c in page.items],
@@ -50,7 +66,7 @@ def _page(page: Page[Any]) -> CompanyPage:
     "",
     operation_id="companies_list",
     response_model=CompanyPage,
-    responses=problems(*AUTHENTICATED),
+    responses=problems(*AUTHENTICATED) | CSV_REPLY,
 )
 async def list_companies(
     session: SessionDep,
@@ -72,7 +88,9 @@ async def list_companies(
     sort: SortDep = None,
     cursor: CursorDep = None,
     limit: LimitDep = DEFAULT_LIMIT,
-) -> CompanyPage:
+    csv: CsvDep = False,
+    columns: ColumnsDep = None,
+) -> CompanyPage | Response:
     equals = {
         "domain": domain,
         "industry": industry,
@@ -92,6 +110,8 @@ async def list_companies(
         limit=limit,
         archived=archived,
     )
+    if csv:
+        return await _csv(session, principal, query, columns)
     return _page(await companies.find_companies(session, principal, query))
 
 
@@ -99,9 +119,13 @@ async def list_companies(
     "/search",
     operation_id="companies_search",
     response_model=CompanyPage,
-    responses=problems(*AUTHENTICATED),
+    responses=problems(*AUTHENTICATED) | CSV_REPLY,
 )
-async def search_companies(session: SessionDep, principal: Reader, body: SearchRequest) -> CompanyPage:
+async def search_companies(
+    session: SessionDep, principal: Reader, body: SearchRequest, csv: CsvDep = False, columns: ColumnsDep = None
+) -> CompanyPage | Response:
+    if csv:
+        return await _csv(session, principal, search_query(body), columns)
     return _page(await companies.find_companies(session, principal, search_query(body)))
 
 

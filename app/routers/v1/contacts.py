@@ -6,21 +6,27 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.enums import ContactSource, LifecycleStage
 from app.core.pagination import DEFAULT_LIMIT, Page
 from app.core.permissions import Scope
 from app.core.principal import Principal
+from app.core.settings import get_settings
 from app.routers.deps import (
     API_PREFIX,
     AUTHENTICATED,
+    CSV_REPLY,
     ApiRoute,
+    ColumnsDep,
+    CsvDep,
     CursorDep,
     ExpectedVersionDep,
     ExternalIdPath,
     LimitDep,
     SessionDep,
     SortDep,
+    csv_reply,
     problems,
     record_reply,
     require,
@@ -39,6 +45,16 @@ Reader = Annotated[Principal, require(Scope.contacts_read)]
 Writer = Annotated[Principal, require(Scope.contacts_write)]
 
 
+async def _csv(session: AsyncSession, principal: Principal, query: FindQuery, columns: str | None) -> Response:
+    found = await contacts.find_all_contacts(session, principal, query, at_most=get_settings().csv_max_rows)
+    return csv_reply(
+        [ContactRead.model_validate(record) for record in found],
+        schema=ContactRead,
+        columns=columns,
+        filename="contacts.csv",
+    )
+
+
 def _page(page: Page[Any]) -> ContactPage:
     return ContactPage(
         items=[ContactRead.model_validate(c) for c in page.items],
@@ -50,7 +66,7 @@ def _page(page: Page[Any]) -> ContactPage:
     "",
     operation_id="contacts_list",
     response_model=ContactPage,
-    responses=problems(*AUTHENTICATED),
+    responses=problems(*AUTHENTICATED) | CSV_REPLY,
 )
 async def list_contacts(
     session: SessionDep,
@@ -77,7 +93,9 @@ async def list_contacts(
     sort: SortDep = None,
     cursor: CursorDep = None,
     limit: LimitDep = DEFAULT_LIMIT,
-) -> ContactPage:
+    csv: CsvDep = False,
+    columns: ColumnsDep = None,
+) -> ContactPage | Response:
     equals = {
         "email": email,
         "phone": phone,
@@ -99,6 +117,8 @@ async def list_contacts(
         limit=limit,
         archived=archived,
     )
+    if csv:
+        return await _csv(session, principal, query, columns)
     return _page(await contacts.find_contacts(session, principal, query))
 
 
@@ -106,9 +126,13 @@ async def list_contacts(
     "/search",
     operation_id="contacts_search",
     response_model=ContactPage,
-    responses=problems(*AUTHENTICATED),
+    responses=problems(*AUTHENTICATED) | CSV_REPLY,
 )
-async def search_contacts(session: SessionDep, principal: Reader, body: SearchRequest) -> ContactPage:
+async def search_contacts(
+    session: SessionDep, principal: Reader, body: SearchRequest, csv: CsvDep = False, columns: ColumnsDep = None
+) -> ContactPage | Response:
+    if csv:
+        return await _csv(session, principal, search_query(body), columns)
     return _page(await contacts.find_contacts(session, principal, search_query(body)))
 
 
