@@ -61,6 +61,7 @@ class AuditAction(StrEnum):
     update = "update"
     delete = "delete"
     restore = "restore"
+    erase = "erase"
 
 
 class DeliveryStatus(StrEnum):

@@ -40,6 +40,7 @@ EVENT_TYPES: Final = frozenset(
         "contact.restored",
         "contact.assigned",
         "contact.lifecycle_stage_changed",
+        "contact.erased",
         "company.created",
         "company.updated",
         "company.archived",

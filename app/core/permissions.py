@@ -26,6 +26,7 @@ class Scope(StrEnum):
     organization_write = "organization:write"
     events_read = "events:read"
     webhooks_manage = "webhooks:manage"
+    privacy_manage = "privacy:manage"
 
 
 class Role(StrEnum):
@@ -84,6 +85,7 @@ API_KEY_SCOPES = frozenset(
         Scope.organization_read,
         Scope.events_read,
         Scope.webhooks_manage,
+        Scope.privacy_manage,
     }
 )
 

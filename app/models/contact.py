@@ -95,3 +95,5 @@ class Contact(TenantMixin, AddressMixin, TimestampMixin, ArchivableMixin, Versio
         ),
         deferred=True,
     )
+    # Set by an erase (GDPR): the personal fields are gone for good, the row stays for aggregates.
+    erased_at: Mapped[datetime | None] = mapped_column(default=None)

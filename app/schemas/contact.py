@@ -181,6 +181,7 @@ class ContactRead(ReadSchema):
     created_at: datetime
     updated_at: datetime
     archived_at: datetime | None
+    erased_at: datetime | None = Field(description="Set when the person's data was erased (irreversible)")
     version: int
 
     @computed_field  # type: ignore[prop-decorator]

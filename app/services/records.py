@@ -186,12 +186,14 @@ async def editable(
     """The record, locked for an update that `If-Match` allows and its archive state permits."""
     record: Any = await kind.repository(session, principal).get(record_id, for_update=True)
     check_version(record.version, expected_version)
+    if getattr(record, "erased_at", None) is not None:
+        raise Conflict(f"The {kind.label}'s data was erased; it cannot change")
     if record.archived_at is not None:
         raise Conflict(f"The {kind.label} is archived; restore it before changing it")
     return record  # type: ignore[no-any-return]
 
 
-def _emit(
+def emit_event(
     session: AsyncSession,
     principal: Principal,
     kind: RecordType[Any],
@@ -227,7 +229,7 @@ async def created(session: AsyncSession, principal: Principal, kind: RecordType[
         entity_id=record.id,  # type: ignore[attr-defined]
         changes=audit.creation(audit.snapshot(record)),
     )
-    _emit(session, principal, kind, record, "created")
+    emit_event(session, principal, kind, record, "created")
     return record
 
 
@@ -245,7 +247,7 @@ async def updated(
             entity_id=record.id,  # type: ignore[attr-defined]
             changes=delta,
         )
-        _emit(session, principal, kind, record, "updated", changes=delta)
+        emit_event(session, principal, kind, record, "updated", changes=delta)
     return record
 
 
@@ -310,7 +312,7 @@ async def archive(
         entity_id=record.id,
         changes=(changes := {"archived_at": {"before": None, "after": record.archived_at.isoformat()}}),
     )
-    _emit(session, principal, kind, record, "archived", changes=changes)
+    emit_event(session, principal, kind, record, "archived", changes=changes)
     return record  # type: ignore[no-any-return]
 
 
@@ -326,6 +328,8 @@ async def restore(
     check_version(record.version, expected_version)
     if record.archived_at is None:
         raise Conflict(f"The {kind.label} is not archived")
+    if getattr(record, "erased_at", None) is not None:
+        raise Conflict(f"The {kind.label}'s data was erased; it stays archived")
     archived_at = record.archived_at
     record.archived_at = None
     await session.flush()
@@ -337,7 +341,7 @@ async def restore(
         entity_id=record.id,
         changes=(changes := {"archived_at": {"before": archived_at.isoformat(), "after": None}}),
     )
-    _emit(session, principal, kind, record, "restored", changes=changes)
+    emit_event(session, principal, kind, record, "restored", changes=changes)
     return record  # type: ignore[no-any-return]
 
 
@@ -521,7 +525,7 @@ async def write_batch(
             entity_id=record.id,
             changes=audit.creation(audit.snapshot(record)),
         )
-        _emit(session, principal, kind, record, "created")
+        emit_event(session, principal, kind, record, "created")
         results[index] = BatchResult(index=index, status="created", id=record.id)
     for index, record, before in existing:
         delta = audit.diff(before, audit.snapshot(record))
@@ -534,6 +538,6 @@ async def write_batch(
                 entity_id=record.id,
                 changes=delta,
             )
-            _emit(session, principal, kind, record, "updated", changes=delta)
+            emit_event(session, principal, kind, record, "updated", changes=delta)
         results[index] = BatchResult(index=index, status="updated" if delta else "unchanged", id=record.id)
     return [r for r in results if r is not None]

@@ -37,12 +37,13 @@ from app.schemas.batch import BatchCreate, BatchRead, BatchResultRead
 from app.schemas.common import CountryCode, Email, Phone
 from app.schemas.contact import ContactCreate, ContactPage, ContactRead, ContactUpdate
 from app.schemas.search import SearchRequest
-from app.services import contacts
+from app.services import contacts, privacy
 from app.services.records import FindQuery
 
 router = APIRouter(prefix=API_PREFIX + "/contacts", tags=["contacts"], route_class=ApiRoute)
 Reader = Annotated[Principal, require(Scope.contacts_read)]
 Writer = Annotated[Principal, require(Scope.contacts_write)]
+PrivacyOfficer = Annotated[Principal, require(Scope.privacy_manage)]
 
 
 async def _csv(session: AsyncSession, principal: Principal, query: FindQuery, columns: str | None) -> Response:
@@ -251,6 +252,37 @@ async def restore_contact(
     version: ExpectedVersionDep,
 ) -> Response:
     contact = await contacts.restore_contact(session, principal, contact_id, expected_version=version)
+    return record_reply(ContactRead.model_validate(contact))
+
+
+@router.get(
+    "/{contact_id}/personal-data",
+    operation_id="contacts_personal_data",
+    response_model=dict[str, Any],
+    responses=problems(*AUTHENTICATED, 404),
+    summary="Everything held about the person (a subject access request)",
+    description="The contact, its audit trail and its events, as JSON. Needs `privacy:manage`.",
+)
+async def contact_personal_data(
+    session: SessionDep, principal: PrivacyOfficer, contact_id: uuid.UUID
+) -> dict[str, Any]:
+    return await privacy.personal_data(session, principal, contact_id)
+
+
+@router.post(
+    "/{contact_id}/erase",
+    operation_id="contacts_erase",
+    response_model=ContactRead,
+    responses=problems(*AUTHENTICATED, 404, 409, 412),
+    summary="Erase the person's data, irreversibly (right to erasure)",
+    description="Clears the personal fields here and in the audit trail, the events and stored replies; keeps "
+    "the non-personal fields for aggregates and archives the contact. Audited; emits `contact.erased`. "
+    "Needs `privacy:manage`.",
+)
+async def erase_contact(
+    session: SessionDep, principal: PrivacyOfficer, contact_id: uuid.UUID, version: ExpectedVersionDep
+) -> Response:
+    contact = await privacy.erase_contact(session, principal, contact_id, expected_version=version)
     return record_reply(ContactRead.model_validate(contact))
 
 
