@@ -36,8 +36,9 @@ from app.schemas.audit import AuditEntryPage, AuditEntryRead
 from app.schemas.batch import BatchCreate, BatchRead, BatchResultRead
 from app.schemas.common import CountryCode, Domain
 from app.schemas.company import CompanyCreate, CompanyPage, CompanyRead, CompanyUpdate
+from app.schemas.duplicate import DuplicatePage, DuplicateRead
 from app.schemas.search import SearchRequest
-from app.services import companies
+from app.services import companies, duplicates
 from app.services.records import FindQuery
 
 router = APIRouter(prefix=API_PREFIX + "/companies", tags=["companies"], route_class=ApiRoute)
@@ -140,6 +141,26 @@ async def create_company(session: SessionDep, principal: Writer, body: CompanyCr
     company = await companies.create_company(session, principal, data=body)
     return record_reply(
         CompanyRead.model_validate(company), status_code=201, location=f"/api/v1/companies/{company.id}"
+    )
+
+
+@router.get(
+    "/duplicates",
+    operation_id="companies_duplicates",
+    response_model=DuplicatePage,
+    responses=problems(*AUTHENTICATED),
+    summary="Likely duplicate pairs, most likely first",
+    description="Same domain or the same name; "
+    "each pair has a score (0–1) and its reasons. Archived records and records you may not see are left out.",
+)
+async def companies_duplicates(
+    session: SessionDep, principal: Reader, cursor: CursorDep = None, limit: LimitDep = DEFAULT_LIMIT
+) -> DuplicatePage:
+    pairs = await duplicates.company_pairs(session, principal)
+    page = duplicates.page_of(pairs, cursor=cursor, limit=limit)
+    return DuplicatePage(
+        items=[DuplicateRead(ids=(p.first_id, p.second_id), score=p.score, reasons=p.reasons) for p in page.items],
+        next_cursor=page.next_cursor,
     )
 
 

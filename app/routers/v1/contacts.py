@@ -36,8 +36,9 @@ from app.schemas.audit import AuditEntryPage, AuditEntryRead
 from app.schemas.batch import BatchCreate, BatchRead, BatchResultRead
 from app.schemas.common import CountryCode, Email, Phone
 from app.schemas.contact import ContactCreate, ContactPage, ContactRead, ContactUpdate
+from app.schemas.duplicate import DuplicatePage, DuplicateRead
 from app.schemas.search import SearchRequest
-from app.services import contacts, privacy
+from app.services import contacts, duplicates, privacy
 from app.services.records import FindQuery
 
 router = APIRouter(prefix=API_PREFIX + "/contacts", tags=["contacts"], route_class=ApiRoute)
@@ -147,6 +148,26 @@ async def search_contacts(
 async def create_contact(session: SessionDep, principal: Writer, body: ContactCreate) -> Response:
     contact = await contacts.create_contact(session, principal, data=body)
     return record_reply(ContactRead.model_validate(contact), status_code=201, location=f"/api/v1/contacts/{contact.id}")
+
+
+@router.get(
+    "/duplicates",
+    operation_id="contacts_duplicates",
+    response_model=DuplicatePage,
+    responses=problems(*AUTHENTICATED),
+    summary="Likely duplicate pairs, most likely first",
+    description="Same e-mail, same phone, or a similar name at the same company; "
+    "each pair has a score (0–1) and its reasons. Archived records and records you may not see are left out.",
+)
+async def contacts_duplicates(
+    session: SessionDep, principal: Reader, cursor: CursorDep = None, limit: LimitDep = DEFAULT_LIMIT
+) -> DuplicatePage:
+    pairs = await duplicates.contact_pairs(session, principal)
+    page = duplicates.page_of(pairs, cursor=cursor, limit=limit)
+    return DuplicatePage(
+        items=[DuplicateRead(ids=(p.first_id, p.second_id), score=p.score, reasons=p.reasons) for p in page.items],
+        next_cursor=page.next_cursor,
+    )
 
 
 @router.get(

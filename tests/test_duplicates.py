@@ -1,0 +1,90 @@
+"""GET /contacts/duplicates and /companies/duplicates: pairs, scores, reasons, pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.helpers import Tenant, add_user
+
+
+async def _contact(client: httpx.AsyncClient, tenant: Tenant, **fields: Any) -> str:
+    response = await client.post("/api/v1/contacts", headers=tenant.headers, json=fields)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]  # type: ignore[no-any-return]
+
+
+async def _pairs(client: httpx.AsyncClient, tenant: Tenant, path: str = "contacts", **params: Any) -> dict[str, Any]:
+    response = await client.get(f"/api/v1/{path}/duplicates", headers=tenant.headers, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def test_contacts_pair_on_email_phone_and_similar_names_at_one_company(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    company = (await client.post("/api/v1/companies", headers=tenant.headers, json={"name": "天元"})).json()["id"]
+    other_company = (await client.post("/api/v1/companies", headers=tenant.headers, json={"name": "别家"})).json()["id"]
+    a = await _contact(
+        client, tenant, first_name="伟", last_name="张", email="zhang.wei@example.cn", phone="13800138000"
+    )
+    b = await _contact(
+        client, tenant, first_name="Wei", last_name="Zhang", email="ZHANG.WEI@example.cn", phone="+86 138 0013 8000"
+    )
+    c = await _contact(client, tenant, first_name="Jonathan", last_name="Smith", company_id=company)
+    d = await _contact(client, tenant, first_name="Jonathon", last_name="Smith", company_id=company)
+    await _contact(client, tenant, first_name="Jonathan", last_name="Smith", company_id=other_company)
+    await _contact(client, tenant, first_name="Anna", last_name="Lee", company_id=company)
+    archived = await _contact(client, tenant, email="zhang.wei@example.cn")
+    await client.delete(f"/api/v1/contacts/{archived}", headers=tenant.headers)
+
+    items = (await _pairs(client, tenant))["items"]
+    assert [sorted(p["ids"]) for p in items] == [sorted([a, b]), sorted([c, d])]
+    strongest, fuzzy = items
+    assert strongest["reasons"] == ["same e-mail", "same phone"]
+    assert strongest["score"] == 0.98
+    assert fuzzy["reasons"][0].startswith("similar name (")
+    assert 0.5 < fuzzy["score"] < strongest["score"]
+
+
+async def test_pages_follow_the_ranking(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    for i in range(5):
+        await _contact(client, tenant, first_name=f"甲{i}", email=f"same{i}@example.cn")
+        await _contact(client, tenant, first_name=f"乙{i}", email=f"same{i}@example.cn")
+    first = await _pairs(client, tenant, limit=2)
+    second = await _pairs(client, tenant, limit=2, cursor=first["next_cursor"])
+    third = await _pairs(client, tenant, limit=2, cursor=second["next_cursor"])
+    seen = [tuple(p["ids"]) for page in (first, second, third) for p in page["items"]]
+    assert len(seen) == len(set(seen)) == 5
+    assert third["next_cursor"] is None
+    bad = await client.get("/api/v1/contacts/duplicates", headers=tenant.headers, params={"cursor": "nope"})
+    assert bad.status_code == 422
+
+
+async def test_companies_pair_on_domain_and_name(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    ids = []
+    for body in (
+        {"name": "上海天元贸易有限公司", "domain": "tianyuan-trade.cn"},
+        {"name": "天元贸易", "domain": "https://www.tianyuan-trade.cn"},
+        {"name": "上海天元贸易有限公司"},
+    ):
+        ids.append((await client.post("/api/v1/companies", headers=tenant.headers, json=body)).json()["id"])
+    await client.post("/api/v1/companies", headers=other_tenant.headers, json={"name": "上海天元贸易有限公司"})
+    items = (await _pairs(client, tenant, "companies"))["items"]
+    assert {(tuple(sorted(p["ids"])), tuple(p["reasons"])) for p in items} == {
+        (tuple(sorted([ids[0], ids[1]])), ("same domain",)),
+        (tuple(sorted([ids[0], ids[2]])), ("same name",)),
+    }
+    assert (await _pairs(client, other_tenant, "companies"))["items"] == []
+
+
+async def test_only_visible_records_pair(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    await client.patch("/api/v1/organization", headers=tenant.headers, json={"record_visibility": "own"})
+    sales = await add_user(client, tenant, "sales")
+    await _contact(client, tenant, first_name="老板", email="x@example.cn")
+    await _contact(client, sales, first_name="我", email="x@example.cn")
+    assert (await _pairs(client, sales))["items"] == []
+    assert len((await _pairs(client, tenant))["items"]) == 1
