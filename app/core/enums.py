@@ -62,6 +62,7 @@ class AuditAction(StrEnum):
     delete = "delete"
     restore = "restore"
     erase = "erase"
+    merge = "merge"
 
 
 class DeliveryStatus(StrEnum):

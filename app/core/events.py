@@ -41,11 +41,13 @@ EVENT_TYPES: Final = frozenset(
         "contact.assigned",
         "contact.lifecycle_stage_changed",
         "contact.erased",
+        "contact.merged",
         "company.created",
         "company.updated",
         "company.archived",
         "company.restored",
         "company.assigned",
+        "company.merged",
         "webhook.disabled",
     }
 )

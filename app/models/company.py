@@ -24,6 +24,8 @@ from app.models.contact_point import AddressMixin
 class Company(TenantMixin, AddressMixin, TimestampMixin, ArchivableMixin, VersionedMixin, Base):
     __tablename__ = "companies"
     __table_args__ = (
+        # Set on a record merged into another; the composite key keeps it inside the organisation.
+        ForeignKeyConstraint(["organization_id", "merged_into_id"], ["companies.organization_id", "companies.id"]),
         ForeignKeyConstraint(["organization_id", "owner_id"], ["users.organization_id", "users.id"]),
         Index(
             "uq_companies_organization_id_external_id",
@@ -74,3 +76,4 @@ class Company(TenantMixin, AddressMixin, TimestampMixin, ArchivableMixin, Versio
         Computed("rapport_search_grams(search_text)", persisted=True),
         deferred=True,
     )
+    merged_into_id: Mapped[uuid.UUID | None] = mapped_column(default=None)

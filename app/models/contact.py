@@ -25,6 +25,8 @@ from app.models.contact_point import AddressMixin
 class Contact(TenantMixin, AddressMixin, TimestampMixin, ArchivableMixin, VersionedMixin, Base):
     __tablename__ = "contacts"
     __table_args__ = (
+        # Set on a record merged into another; the composite key keeps it inside the organisation.
+        ForeignKeyConstraint(["organization_id", "merged_into_id"], ["contacts.organization_id", "contacts.id"]),
         ForeignKeyConstraint(
             ["organization_id", "company_id"],
             ["companies.organization_id", "companies.id"],
@@ -97,3 +99,4 @@ class Contact(TenantMixin, AddressMixin, TimestampMixin, ArchivableMixin, Versio
     )
     # Set by an erase (GDPR): the personal fields are gone for good, the row stays for aggregates.
     erased_at: Mapped[datetime | None] = mapped_column(default=None)
+    merged_into_id: Mapped[uuid.UUID | None] = mapped_column(default=None)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable
 from typing import Annotated, Any, ClassVar
 
+import orjson
 from fastapi import Depends, Header, Path, Query, Request, Response
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import csv_export, idempotency
-from app.core.errors import PreconditionFailed, RateLimited, Unauthorized
+from app.core.errors import PROBLEM_BASE, PreconditionFailed, RateLimited, Unauthorized
 from app.core.middleware import RATE_LIMIT_STATE_KEY
 from app.core.pagination import MAX_LIMIT
 from app.core.permissions import Scope
@@ -294,4 +296,20 @@ def csv_reply(items: Iterable[BaseModel], *, schema: type[BaseModel], columns: s
         csv_export.render(rows, chosen),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def merged_reply(label: str, record_id: uuid.UUID, survivor_id: uuid.UUID) -> Response:
+    """A merged record's id answers 301 to its survivor, with a problem document saying so."""
+    plural = "companies" if label == "company" else f"{label}s"
+    location = f"{API_PREFIX}/{plural}/{survivor_id}"
+    body = {
+        "type": PROBLEM_BASE + "merged",
+        "title": "Merged",
+        "status": 301,
+        "detail": f"The {label} {record_id} was merged into {survivor_id}",
+        "survivor_id": str(survivor_id),
+    }
+    return Response(
+        orjson.dumps(body), status_code=301, headers={"Location": location}, media_type="application/problem+json"
     )

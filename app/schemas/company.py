@@ -107,6 +107,7 @@ class CompanyRead(ReadSchema):
     created_at: datetime
     updated_at: datetime
     archived_at: datetime | None
+    merged_into_id: uuid.UUID | None = Field(description="Set when this record was merged into that one")
     version: int
 
 

@@ -181,6 +181,7 @@ class ContactRead(ReadSchema):
     created_at: datetime
     updated_at: datetime
     archived_at: datetime | None
+    merged_into_id: uuid.UUID | None = Field(description="Set when this record was merged into that one")
     erased_at: datetime | None = Field(description="Set when the person's data was erased (irreversible)")
     version: int
 

@@ -18,7 +18,7 @@ from app.models.audit import AuditEntry
 from app.models.company import Company
 from app.models.contact import Contact
 from app.schemas.company import CompanyCreate, CompanyRead, CompanyUpdate
-from app.services import records, users
+from app.services import merges, records, users
 from app.services.filters import FieldSpec, FieldType
 from app.services.records import FindQuery, RecordType, builtin
 
@@ -226,3 +226,35 @@ async def write_companies(
     session: AsyncSession, principal: Principal, *, mode: str, items: list[dict[str, Any]], atomic: bool
 ) -> list[records.BatchResult]:
     return await records.write_batch(session, principal, COMPANY_BATCHES, mode=mode, items=items, atomic=atomic)
+
+
+async def _refresh_after_merge(session: AsyncSession, principal: Principal, company: Company) -> None:
+    company.search_text = search_document(company)
+    # The contacts just moved here are found by this company's name.
+    await session.execute(
+        update(Contact)
+        .where(Contact.organization_id == principal.organization_id, Contact.company_id == company.id)
+        .values(company_search_text=contact_search_text(company))
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def merge_companies(
+    session: AsyncSession,
+    principal: Principal,
+    survivor_id: uuid.UUID,
+    *,
+    merge_ids: list[uuid.UUID],
+    field_choices: dict[str, uuid.UUID],
+    expected_version: int | None,
+) -> tuple[Company, dict[str, int]]:
+    return await merges.merge(
+        session,
+        principal,
+        COMPANIES,
+        survivor_id,
+        merge_ids=merge_ids,
+        field_choices=field_choices,
+        expected_version=expected_version,
+        after_move=_refresh_after_merge,
+    )

@@ -21,7 +21,7 @@ from app.models.base import utcnow
 from app.models.company import Company
 from app.models.contact import Contact
 from app.schemas.contact import ContactCreate, ContactRead, ContactUpdate
-from app.services import companies, records, users
+from app.services import companies, merges, records, users
 from app.services.filters import FieldSpec, FieldType
 from app.services.records import FindQuery, RecordType, builtin
 
@@ -307,3 +307,32 @@ async def write_contacts(
     session: AsyncSession, principal: Principal, *, mode: str, items: list[dict[str, Any]], atomic: bool
 ) -> list[records.BatchResult]:
     return await records.write_batch(session, principal, CONTACT_BATCHES, mode=mode, items=items, atomic=atomic)
+
+
+async def _refresh_after_merge(session: AsyncSession, principal: Principal, contact: Contact) -> None:
+    contact.search_text = search_document(contact)
+    company = (
+        await session.get(Company, (principal.organization_id, contact.company_id)) if contact.company_id else None
+    )
+    contact.company_search_text = companies.contact_search_text(company) if company else ""
+
+
+async def merge_contacts(
+    session: AsyncSession,
+    principal: Principal,
+    survivor_id: uuid.UUID,
+    *,
+    merge_ids: list[uuid.UUID],
+    field_choices: dict[str, uuid.UUID],
+    expected_version: int | None,
+) -> tuple[Contact, dict[str, int]]:
+    return await merges.merge(
+        session,
+        principal,
+        CONTACTS,
+        survivor_id,
+        merge_ids=merge_ids,
+        field_choices=field_choices,
+        expected_version=expected_version,
+        after_move=_refresh_after_merge,
+    )

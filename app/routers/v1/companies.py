@@ -27,6 +27,7 @@ from app.routers.deps import (
     SessionDep,
     SortDep,
     csv_reply,
+    merged_reply,
     problems,
     record_reply,
     require,
@@ -37,6 +38,7 @@ from app.schemas.batch import BatchCreate, BatchRead, BatchResultRead
 from app.schemas.common import CountryCode, Domain
 from app.schemas.company import CompanyCreate, CompanyPage, CompanyRead, CompanyUpdate
 from app.schemas.duplicate import DuplicatePage, DuplicateRead
+from app.schemas.merge import MergeCreate, MergeRead
 from app.schemas.search import SearchRequest
 from app.services import companies, duplicates
 from app.services.records import FindQuery
@@ -172,6 +174,8 @@ async def companies_duplicates(
 )
 async def get_company(session: SessionDep, principal: Reader, company_id: uuid.UUID) -> Response:
     company = await companies.get_company(session, principal, company_id)
+    if company["merged_into_id"] is not None:
+        return merged_reply("company", company_id, company["merged_into_id"])
     return record_reply(CompanyRead.model_validate(company))
 
 
@@ -268,6 +272,29 @@ async def restore_company(
 ) -> Response:
     company = await companies.restore_company(session, principal, company_id, expected_version=version)
     return record_reply(CompanyRead.model_validate(company))
+
+
+@router.post(
+    "/{company_id}/merge",
+    operation_id="companies_merge",
+    response_model=MergeRead,
+    responses=problems(*AUTHENTICATED, 404, 409, 412),
+    summary="Merge other companies into this one",
+    description="Every row that refers to a merged company (in any table) is repointed here; the merged ones are "
+    "archived with `merged_into_id`, and GET on their ids answers 301 to this one. Audited; emits `company.merged`.",
+)
+async def merge_companies(
+    session: SessionDep, principal: Writer, company_id: uuid.UUID, body: MergeCreate, version: ExpectedVersionDep
+) -> MergeRead:
+    survivor, moved = await companies.merge_companies(
+        session,
+        principal,
+        company_id,
+        merge_ids=body.merge_ids,
+        field_choices=body.field_choices,
+        expected_version=version,
+    )
+    return MergeRead(survivor=CompanyRead.model_validate(survivor).model_dump(mode="json"), moved=moved)
 
 
 @router.get(

@@ -27,6 +27,7 @@ from app.routers.deps import (
     SessionDep,
     SortDep,
     csv_reply,
+    merged_reply,
     problems,
     record_reply,
     require,
@@ -37,6 +38,7 @@ from app.schemas.batch import BatchCreate, BatchRead, BatchResultRead
 from app.schemas.common import CountryCode, Email, Phone
 from app.schemas.contact import ContactCreate, ContactPage, ContactRead, ContactUpdate
 from app.schemas.duplicate import DuplicatePage, DuplicateRead
+from app.schemas.merge import MergeCreate, MergeRead
 from app.schemas.search import SearchRequest
 from app.services import contacts, duplicates, privacy
 from app.services.records import FindQuery
@@ -178,6 +180,8 @@ async def contacts_duplicates(
 )
 async def get_contact(session: SessionDep, principal: Reader, contact_id: uuid.UUID) -> Response:
     contact = await contacts.get_contact(session, principal, contact_id)
+    if contact["merged_into_id"] is not None:
+        return merged_reply("contact", contact_id, contact["merged_into_id"])
     return record_reply(ContactRead.model_validate(contact))
 
 
@@ -305,6 +309,29 @@ async def erase_contact(
 ) -> Response:
     contact = await privacy.erase_contact(session, principal, contact_id, expected_version=version)
     return record_reply(ContactRead.model_validate(contact))
+
+
+@router.post(
+    "/{contact_id}/merge",
+    operation_id="contacts_merge",
+    response_model=MergeRead,
+    responses=problems(*AUTHENTICATED, 404, 409, 412),
+    summary="Merge other contacts into this one",
+    description="Every row that refers to a merged contact (in any table) is repointed here; the merged ones are "
+    "archived with `merged_into_id`, and GET on their ids answers 301 to this one. Audited; emits `contact.merged`.",
+)
+async def merge_contacts(
+    session: SessionDep, principal: Writer, contact_id: uuid.UUID, body: MergeCreate, version: ExpectedVersionDep
+) -> MergeRead:
+    survivor, moved = await contacts.merge_contacts(
+        session,
+        principal,
+        contact_id,
+        merge_ids=body.merge_ids,
+        field_choices=body.field_choices,
+        expected_version=version,
+    )
+    return MergeRead(survivor=ContactRead.model_validate(survivor).model_dump(mode="json"), moved=moved)
 
 
 @router.get(

@@ -1,0 +1,177 @@
+"""Merging duplicates: one survivor keeps the others' data and everything that pointed at them.
+
+Nothing names the tables that refer to a contact or a company: the merge asks PostgreSQL's
+catalogue for every foreign key into the merged table and repoints each of them, so a table added
+by a later issue (deals, tickets, list memberships…) is moved without being listed anywhere. The
+merged records stay, archived, with `merged_into_id` pointing at the survivor (earlier merges into
+them are repointed too), so an old id still leads somewhere: GET answers 301 with the survivor.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core import audit
+from app.core.enums import AuditAction
+from app.core.errors import Conflict, FieldError, ValidationFailed
+from app.core.principal import Principal
+from app.core.repository import check_version
+from app.models.base import utcnow
+from app.services import records
+from app.services.records import RecordType
+
+MAX_MERGED: Final = 50
+# Not chosen between: identity, bookkeeping and merge state.
+_NOT_MERGEABLE: Final = frozenset(
+    {"id", "organization_id", "version", "created_at", "updated_at", "archived_at", "erased_at", "merged_into_id"}
+)
+
+_REFERENCES = text(
+    """
+    SELECT c.conrelid::regclass::text AS referring_table,
+           array_agg(a.attname::text ORDER BY k.ordinality) AS columns
+    FROM pg_constraint c
+    CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ordinality)
+    JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+    WHERE c.contype = 'f' AND c.confrelid = CAST(:table AS regclass)
+    GROUP BY c.oid, c.conrelid
+    """
+)
+
+
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+async def repoint_references(
+    session: AsyncSession, table: str, organization_id: uuid.UUID, survivor: uuid.UUID, merged: Sequence[uuid.UUID]
+) -> dict[str, int]:
+    """Every row of any table whose foreign key points at a merged record now points at the
+    survivor; the number of rows moved per `table.column`."""
+    moved: dict[str, int] = {}
+    for referring_table, columns in await session.execute(_REFERENCES, {"table": table}):
+        if len(columns) != 2 or columns[0] != "organization_id":
+            raise RuntimeError(f"{referring_table} refers to {table} without the composite tenant key")
+        column = columns[1]
+        # The identifiers come from the catalogue, and are quoted.
+        name = ".".join(_quoted(part) for part in referring_table.split("."))
+        result = await session.execute(
+            text(
+                f"UPDATE {name} SET {_quoted(column)} = :survivor "
+                f"WHERE organization_id = :organization_id AND {_quoted(column)} = ANY(:merged)"
+            ),
+            {"survivor": survivor, "organization_id": organization_id, "merged": list(merged)},
+        )
+        if count := int(result.rowcount or 0):  # type: ignore[attr-defined]
+            moved[f"{referring_table}.{column}"] = count
+    return moved
+
+
+def _merged_value(field: str, survivor: Any, others: Sequence[Any]) -> Any:
+    """Without a choice: lists are united, custom fields filled in, empty fields taken from the
+    first merged record that has a value."""
+    value = getattr(survivor, field)
+    if isinstance(value, list):
+        united = list(value)
+        for other in others:
+            united += [item for item in getattr(other, field) if item not in united]
+        return united
+    if isinstance(value, dict):
+        combined: dict[str, Any] = {}
+        for other in reversed(others):
+            combined |= getattr(other, field)
+        return combined | value
+    if value in (None, ""):
+        return next((getattr(o, field) for o in others if getattr(o, field) not in (None, "")), value)
+    return value
+
+
+async def merge(
+    session: AsyncSession,
+    principal: Principal,
+    kind: RecordType[Any],
+    survivor_id: uuid.UUID,
+    *,
+    merge_ids: Sequence[uuid.UUID],
+    field_choices: Mapping[str, uuid.UUID],
+    expected_version: int | None,
+    after_move: Callable[[AsyncSession, Principal, Any], Awaitable[None]] | None = None,
+) -> tuple[Any, dict[str, int]]:
+    unique_ids = list(dict.fromkeys(merge_ids))
+    if not unique_ids or len(unique_ids) > MAX_MERGED:
+        raise ValidationFailed(FieldError(("body", "merge_ids"), f"give 1 to {MAX_MERGED} ids"))
+    if survivor_id in unique_ids:
+        raise ValidationFailed(FieldError(("body", "merge_ids"), "the survivor cannot be merged into itself"))
+    repository = kind.repository(session, principal)
+    survivor = await repository.get(survivor_id, for_update=True)
+    check_version(survivor.version, expected_version)
+    others = [await repository.get(other_id, for_update=True) for other_id in sorted(unique_ids)]
+    for record in (survivor, *others):
+        if getattr(record, "erased_at", None) is not None:
+            raise Conflict(f"The {kind.label} {record.id} was erased")
+        if record.merged_into_id is not None:
+            raise Conflict(f"The {kind.label} {record.id} was already merged into {record.merged_into_id}")
+        if record is not survivor and record.archived_at is not None:
+            raise Conflict(f"The {kind.label} {record.id} is archived; restore it to merge it")
+    if survivor.archived_at is not None:
+        raise Conflict(f"The {kind.label} {survivor.id} is archived; restore it first")
+
+    mergeable = set(kind.read_schema.model_fields) & {a.key for a in survivor.__mapper__.column_attrs} - _NOT_MERGEABLE
+    by_id = {record.id: record for record in (survivor, *others)}
+    errors = [
+        FieldError(("body", "field_choices", field), "not a field that merges")
+        for field in field_choices
+        if field not in mergeable
+    ] + [
+        FieldError(("body", "field_choices", field), "not one of the merged records")
+        for field, chosen in field_choices.items()
+        if chosen not in by_id
+    ]
+    if errors:
+        raise ValidationFailed(errors)
+
+    before = audit.snapshot(survivor)
+    values = {
+        field: getattr(by_id[field_choices[field]], field)
+        if field in field_choices
+        else _merged_value(field, survivor, others)
+        for field in sorted(mergeable)
+    }
+    now = utcnow()
+    for other in others:
+        # external_id is unique: free it before the survivor may take it.
+        other.external_id = None
+        other.archived_at = now
+        other.merged_into_id = survivor.id
+    await session.flush()
+    moved = await repoint_references(
+        session, kind.model.__tablename__, principal.organization_id, survivor.id, [o.id for o in others]
+    )
+    for field, value in values.items():
+        if getattr(survivor, field) != value:
+            setattr(survivor, field, value)
+    if after_move is not None:
+        await after_move(session, principal, survivor)
+    await session.flush()
+
+    merged_ids = [str(o.id) for o in others]
+    changes = audit.diff(before, audit.snapshot(survivor)) | {"merged_ids": {"before": None, "after": merged_ids}}
+    audit.record(
+        session, principal, action=AuditAction.merge, entity_type=kind.label, entity_id=survivor.id, changes=changes
+    )
+    for other in others:
+        audit.record(
+            session,
+            principal,
+            action=AuditAction.merge,
+            entity_type=kind.label,
+            entity_id=other.id,
+            changes={"merged_into_id": {"before": None, "after": str(survivor.id)}},
+        )
+    records.emit_event(session, principal, kind, survivor, "merged", changes=changes)
+    return survivor, moved
