@@ -1,4 +1,4 @@
-"""The `rapport` command: serve, api, worker, migrate, create-org, openapi."""
+"""The `rapport` command: serve, api, worker, migrate, create-org, export, openapi."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -211,6 +211,61 @@ def create_org(
         console.print(f"[red]{error.detail}[/]")
         raise typer.Exit(1) from error
     typer.echo(json.dumps({"organization_id": organization_id, "user_id": user_id}))
+
+
+@cli.command()
+def export(
+    entity: Annotated[str, typer.Option(help="contacts or companies")],
+    org: Annotated[str, typer.Option(help="The organisation's id")],
+    output: Annotated[Path, typer.Option(help="The CSV file to write")],
+    filter_json: Annotated[
+        str | None,
+        typer.Option("--filter", help='A filter DSL tree as JSON, e.g. \'{"field":"city","op":"eq","value":"上海"}\''),
+    ] = None,
+    q: Annotated[str | None, typer.Option(help="Substring search, as ?q=")] = None,
+    archived: Annotated[bool, typer.Option(help="Archived records instead of active ones")] = False,
+) -> None:
+    """Write every matching record to a CSV file (UTF-8 with BOM, formula-safe cells), as the
+    organisation's first owner sees them, page by page."""
+    import uuid
+
+    from app.core import csv_export
+    from app.core.db import create_engine, create_session_factory
+    from app.services import companies, contacts, organizations, records
+
+    kinds: dict[str, records.RecordType[Any]] = {"contacts": contacts.CONTACTS, "companies": companies.COMPANIES}
+    if entity not in kinds:
+        console.print(f"[red]--entity must be one of {', '.join(kinds)}[/]")
+        raise typer.Exit(2)
+    try:
+        organization_id = uuid.UUID(org)
+        query = records.FindQuery(filter=json.loads(filter_json) if filter_json else None, q=q, archived=archived)
+    except ValueError as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(2) from error
+
+    async def run() -> int:
+        engine = create_engine(get_settings(), pool_size=1)
+        written = 0
+        try:
+            async with create_session_factory(engine)() as session:
+                principal = await organizations.operator_principal(session, organization_id)
+                columns, rows = await records.export_rows(session, principal, kinds[entity], query)
+                with output.open("w", encoding="utf-8", newline="") as file:
+                    file.write(csv_export.header(columns))
+                    async for row in rows:
+                        file.write(csv_export.line(row.get(column) for column in columns))
+                        written += 1
+        finally:
+            await engine.dispose()
+        return written
+
+    try:
+        written = asyncio.run(run())
+    except DomainError as error:
+        console.print(f"[red]{error.detail}[/]")
+        raise typer.Exit(1) from error
+    console.print(f"Wrote {written} {entity} to {output}")
 
 
 @cli.command()

@@ -41,6 +41,17 @@ def flatten(record: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def header(columns: Sequence[str]) -> str:
+    """The first line of a file written row by row with `line`, byte-order mark included."""
+    return "\ufeff" + line(columns)
+
+
+def line(cells: Iterable[Any]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow([safe_cell(cell) for cell in cells])
+    return buffer.getvalue()
+
+
 def render(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -9,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit
 from app.core.enums import AuditAction
-from app.core.errors import Conflict, PermissionDenied
+from app.core.errors import Conflict, NotFound, PermissionDenied
 from app.core.permissions import ROLE_SCOPES, Role
 from app.core.principal import Principal
 from app.core.repository import check_version
@@ -114,3 +115,21 @@ async def update_organization(
             changes=delta,
         )
     return organization
+
+
+async def operator_principal(session: AsyncSession, organization_id: uuid.UUID) -> Principal:
+    """Who the command line acts as inside an organisation: its first active owner (so what it
+    writes is audited to a person)."""
+    owner = (
+        await session.execute(
+            select(User)
+            .where(User.organization_id == organization_id, User.role == Role.owner, User.is_active.is_(True))
+            .order_by(User.created_at)
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if owner is None:
+        raise NotFound(f"No organisation {organization_id} with an active owner")
+    return Principal(
+        organization_id=organization_id, kind="user", id=owner.id, role=Role.owner, scopes=ROLE_SCOPES[Role.owner]
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core import audit, events, text_search
+from app.core import audit, csv_export, events, text_search
 from app.core.db import lock_for_transaction
 from app.core.enums import AuditAction, CustomFieldEntity
 from app.core.errors import Conflict, DomainError, FieldError, PreconditionFailed, ValidationFailed
@@ -139,6 +139,29 @@ async def find_all(
         if page.next_cursor is None:
             return found
         cursor = page.next_cursor
+
+
+async def export_rows(
+    session: AsyncSession, principal: Principal, kind: RecordType[M], query: FindQuery
+) -> tuple[list[str], AsyncIterator[dict[str, Any]]]:
+    """The columns (built-in fields, then one per custom field) and, page by page, every matching
+    record flattened to them: for exports too large to hold at once."""
+    definitions = await definitions_for(session, principal.organization_id, kind.custom_entity)
+    schema = kind.read_schema
+    columns = [f for f in (*schema.model_fields, *schema.model_computed_fields) if f != "custom_fields"]
+    columns += [f"custom_fields.{key}" for key in sorted(definitions)]
+
+    async def rows() -> AsyncIterator[dict[str, Any]]:
+        cursor = query.cursor
+        while True:
+            page = await find(session, principal, kind, replace(query, cursor=cursor, limit=MAX_LIMIT))
+            for record in page.items:
+                yield csv_export.flatten(schema.model_validate(record).model_dump(mode="json"))
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    return columns, rows()
 
 
 async def custom_values(
