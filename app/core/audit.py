@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import secrets
 from app.core.context import request_id_var
 from app.core.enums import AuditAction
 from app.core.jsonable import jsonable
@@ -35,13 +37,25 @@ Changes = dict[str, dict[str, Any]]
 
 
 def snapshot(entity: Any, *, exclude: Iterable[str] = ()) -> Snapshot:
-    """The audited column values of an ORM object, as JSON values."""
+    """The audited column values of an ORM object, as JSON values. A sealed (`secret`) value is
+    recorded as a fingerprint of its ciphertext: a change shows, the value never does."""
     skip = _NOT_AUDITED | set(exclude)
     return {
-        attr.key: jsonable(getattr(entity, attr.key))
+        attr.key: _masked(jsonable(getattr(entity, attr.key)))
         for attr in inspect(entity).mapper.column_attrs
         if attr.key not in skip
     }
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: f"(secret {hashlib.sha256(inner[secrets.SEALED_MARK].encode()).hexdigest()[:8]})"
+            if secrets.is_sealed(inner)
+            else inner
+            for key, inner in value.items()
+        }
+    return value
 
 
 def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> Changes:

@@ -54,6 +54,8 @@ class CustomFieldType(StrEnum):
     boolean = "boolean"
     select = "select"
     multi_select = "multi_select"
+    # Encrypted at rest, never listed or exported, shown on single reads to admins, every read audited.
+    secret = "secret"
 
 
 class AuditAction(StrEnum):
@@ -63,6 +65,7 @@ class AuditAction(StrEnum):
     restore = "restore"
     erase = "erase"
     merge = "merge"
+    read = "read"
 
 
 class DeliveryStatus(StrEnum):

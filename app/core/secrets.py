@@ -6,6 +6,7 @@ purpose is bound as associated data: a value sealed for one purpose does not ope
 
 from __future__ import annotations
 
+import base64
 import os
 from functools import lru_cache
 
@@ -36,3 +37,42 @@ def unseal(sealed: bytes, *, server_secret: str, purpose: str) -> str:
         raise ValueError("unknown sealed-secret format")
     nonce, body = sealed[1 : 1 + _NONCE_BYTES], sealed[1 + _NONCE_BYTES :]
     return _cipher(server_secret, purpose).decrypt(nonce, body, purpose.encode()).decode()
+
+
+# Custom field values of type `secret`: stored as {"$sealed": "<base64>", "key": "<key id>"}.
+SEALED_MARK = "$sealed"
+FIELD_PURPOSE = "secret-field"
+
+
+def is_sealed(value: object) -> bool:
+    return isinstance(value, dict) and SEALED_MARK in value
+
+
+def _field_keys(server_secret: str, configured: str | None) -> list[tuple[str, AESGCM]]:
+    """The key ring, newest first: `id:base64-32-bytes` pairs from the setting, else one key
+    derived from the server secret (id `derived`)."""
+    if not configured:
+        return [("derived", _cipher(server_secret, FIELD_PURPOSE))]
+    ring = []
+    for entry in configured.split(","):
+        key_id, _, encoded = entry.strip().partition(":")
+        ring.append((key_id, AESGCM(base64.b64decode(encoded))))
+    return ring
+
+
+def seal_field(plaintext: str, *, server_secret: str, configured_keys: str | None) -> dict[str, str]:
+    key_id, cipher = _field_keys(server_secret, configured_keys)[0]
+    nonce = os.urandom(_NONCE_BYTES)
+    sealed = cipher.encrypt(nonce, plaintext.encode(), FIELD_PURPOSE.encode())
+    return {SEALED_MARK: base64.b64encode(nonce + sealed).decode(), "key": key_id}
+
+
+def unseal_field(value: dict[str, str], *, server_secret: str, configured_keys: str | None) -> str:
+    """Opens a value sealed under any key of the ring, so keys can rotate: put the new key first,
+    and values sealed under the old one stay readable while it is listed."""
+    ring = dict(_field_keys(server_secret, configured_keys))
+    cipher = ring.get(value.get("key", ""))
+    if cipher is None:
+        raise ValueError(f"the key {value.get('key')!r} that sealed this value is not configured")
+    raw = base64.b64decode(value[SEALED_MARK])
+    return cipher.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], FIELD_PURPOSE.encode()).decode()

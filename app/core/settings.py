@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         ge=0,
         description="How long an API process trusts a user's role and active flag before re-reading them",
     )
+    secret_field_keys: SecretStr | None = Field(
+        default=None,
+        description="Keys for `secret` custom fields, `id:base64(32 bytes)` comma-separated, newest first; "
+        "unset derives one from the secret key",
+    )
     signup_enabled: bool = True
     password_min_length: int = Field(default=10, ge=8)
     argon2_time_cost: int = Field(default=3, ge=1)

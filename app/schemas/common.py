@@ -121,3 +121,12 @@ ExternalId = Annotated[
     BeforeValidator(_blank_to_none),
     Field(description="Id in another system (ERP); unique per organisation"),
 ]
+
+
+def _without_sealed(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if not (isinstance(value, dict) and "$sealed" in value)}
+
+
+# Custom field values as replies, events and exports show them: `secret` values are left out
+# (an owner's or admin's single read adds them back in clear, audited).
+PublicCustomFields = Annotated[dict[str, Any], AfterValidator(_without_sealed)]

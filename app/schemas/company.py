@@ -17,6 +17,7 @@ from app.schemas.common import (
     Page,
     PatchSchema,
     Phone,
+    PublicCustomFields,
     ReadSchema,
     Tags,
     Text20,
@@ -103,7 +104,7 @@ class CompanyRead(ReadSchema):
     owner_id: uuid.UUID | None
     tags: list[str]
     external_id: str | None
-    custom_fields: dict[str, Any]
+    custom_fields: PublicCustomFields
     created_at: datetime
     updated_at: datetime
     archived_at: datetime | None

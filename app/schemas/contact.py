@@ -18,6 +18,7 @@ from app.schemas.common import (
     Page,
     PatchSchema,
     Phone,
+    PublicCustomFields,
     ReadSchema,
     Tags,
     Text20,
@@ -174,7 +175,7 @@ class ContactRead(ReadSchema):
     owner_id: uuid.UUID | None
     tags: list[str]
     external_id: str | None
-    custom_fields: dict[str, Any]
+    custom_fields: PublicCustomFields
     email_opt_in: bool
     email_opt_in_at: datetime | None
     email_opt_in_source: str | None

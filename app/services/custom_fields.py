@@ -12,13 +12,15 @@ from typing import Any
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core import audit
+from app.core import audit, secrets
 from app.core.db import transaction_cache
 from app.core.enums import AuditAction, CustomFieldEntity, CustomFieldType
 from app.core.errors import Conflict, FieldError, ValidationFailed
 from app.core.pagination import Keyset, Page
+from app.core.permissions import Role
 from app.core.principal import Principal
 from app.core.repository import TenantRepository, check_version
+from app.core.settings import get_settings
 from app.models.base import utcnow
 from app.models.company import Company
 from app.models.contact import Contact
@@ -200,6 +202,8 @@ async def definitions_for(
 def filter_fields(definitions: Definitions, column: ColumnElement[Any]) -> dict[str, FieldSpec]:
     fields: dict[str, FieldSpec] = {}
     for key, definition in definitions.items():
+        if definition.type is CustomFieldType.secret:
+            continue  # sealed values cannot be compared: not a filter or sort field
         choices = frozenset(definition.options) if definition.type in CHOICE_TYPES else None
         spec = custom_field_spec(column, key, _FILTER_TYPES[definition.type], choices)
         fields[spec.name] = spec
@@ -242,6 +246,14 @@ def validate_values(
 
 def _coerce(definition: CustomFieldDefinition, value: Any) -> Any:
     match definition.type:
+        case CustomFieldType.secret:
+            if not isinstance(value, str):
+                raise ValueError("must be a string")
+            if len(value) > MAX_TEXT_VALUE:
+                raise ValueError(f"at most {MAX_TEXT_VALUE} characters")
+            settings = get_settings()
+            keys = settings.secret_field_keys.get_secret_value() if settings.secret_field_keys else None
+            return secrets.seal_field(value, server_secret=settings.jwt_secret(), configured_keys=keys)
         case CustomFieldType.text:
             if not isinstance(value, str):
                 raise ValueError("must be a string")
@@ -275,3 +287,28 @@ def _coerce(definition: CustomFieldDefinition, value: Any) -> Any:
                 raise ValueError(f"unknown options: {', '.join(unknown)}")
             return list(dict.fromkeys(value))
     raise AssertionError(definition.type)
+
+
+def reveal_secrets(
+    session: AsyncSession, principal: Principal, *, entity_type: str, record_id: uuid.UUID, values: Mapping[str, Any]
+) -> dict[str, str]:
+    """The record's `secret` values in clear, for an owner or admin reading one record; each
+    read is audited (which keys, by whom), never the values. Others get nothing."""
+    sealed = {key: value for key, value in values.items() if secrets.is_sealed(value)}
+    if not sealed or principal.role not in (Role.owner, Role.admin):
+        return {}
+    settings = get_settings()
+    keys = settings.secret_field_keys.get_secret_value() if settings.secret_field_keys else None
+    revealed = {
+        key: secrets.unseal_field(value, server_secret=settings.jwt_secret(), configured_keys=keys)
+        for key, value in sealed.items()
+    }
+    audit.record(
+        session,
+        principal,
+        action=AuditAction.read,
+        entity_type=entity_type,
+        entity_id=record_id,
+        changes={f"custom_fields.{key}": {"before": None, "after": "(read)"} for key in sorted(revealed)},
+    )
+    return revealed

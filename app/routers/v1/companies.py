@@ -40,7 +40,7 @@ from app.schemas.company import CompanyCreate, CompanyPage, CompanyRead, Company
 from app.schemas.duplicate import DuplicatePage, DuplicateRead
 from app.schemas.merge import MergeCreate, MergeRead
 from app.schemas.search import SearchRequest
-from app.services import companies, duplicates
+from app.services import companies, custom_fields, duplicates
 from app.services.records import FindQuery
 
 router = APIRouter(prefix=API_PREFIX + "/companies", tags=["companies"], route_class=ApiRoute)
@@ -176,7 +176,11 @@ async def get_company(session: SessionDep, principal: Reader, company_id: uuid.U
     company = await companies.get_company(session, principal, company_id)
     if company["merged_into_id"] is not None:
         return merged_reply("company", company_id, company["merged_into_id"])
-    return record_reply(CompanyRead.model_validate(company))
+    reply = CompanyRead.model_validate(company)
+    reply.custom_fields |= custom_fields.reveal_secrets(
+        session, principal, entity_type="company", record_id=company_id, values=company["custom_fields"]
+    )
+    return record_reply(reply)
 
 
 @router.post(

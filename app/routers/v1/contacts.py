@@ -40,7 +40,7 @@ from app.schemas.contact import ContactCreate, ContactPage, ContactRead, Contact
 from app.schemas.duplicate import DuplicatePage, DuplicateRead
 from app.schemas.merge import MergeCreate, MergeRead
 from app.schemas.search import SearchRequest
-from app.services import contacts, duplicates, privacy
+from app.services import contacts, custom_fields, duplicates, privacy
 from app.services.records import FindQuery
 
 router = APIRouter(prefix=API_PREFIX + "/contacts", tags=["contacts"], route_class=ApiRoute)
@@ -182,7 +182,11 @@ async def get_contact(session: SessionDep, principal: Reader, contact_id: uuid.U
     contact = await contacts.get_contact(session, principal, contact_id)
     if contact["merged_into_id"] is not None:
         return merged_reply("contact", contact_id, contact["merged_into_id"])
-    return record_reply(ContactRead.model_validate(contact))
+    reply = ContactRead.model_validate(contact)
+    reply.custom_fields |= custom_fields.reveal_secrets(
+        session, principal, entity_type="contact", record_id=contact_id, values=contact["custom_fields"]
+    )
+    return record_reply(reply)
 
 
 @router.post(
