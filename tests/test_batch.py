@@ -70,8 +70,20 @@ async def test_atomic_writes_nothing_when_one_record_fails(client: httpx.AsyncCl
     assert ["body", "records", 1, "email"] in [e["loc"] for e in response.json()["errors"]]
     listed = await client.get("/api/v1/contacts", headers=tenant.headers)
     assert listed.json()["items"] == []
-    ok = await _batch(client, tenant, "contacts", "create", [{"first_name": "伟"}], atomic="true")
+    ok = await _batch(client, tenant, "contacts", "create", [{"first_name": "伟", "external_id": "T-1"}], atomic="true")
     assert ok.json()["results"][0]["status"] == "created"
+    taken = await _batch(
+        client,
+        tenant,
+        "contacts",
+        "create",
+        [{"first_name": "新"}, {"first_name": "重", "external_id": "T-1"}],
+        atomic="true",
+    )
+    assert taken.status_code == 422
+    (error,) = taken.json()["errors"]
+    assert error["loc"] == ["body", "records", 1] and "external_id exists" in error["msg"]
+    assert len((await client.get("/api/v1/contacts", headers=tenant.headers)).json()["items"]) == 1
 
 
 async def test_upsert_matches_external_id_then_email(client: httpx.AsyncClient, tenant: Tenant) -> None:

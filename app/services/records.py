@@ -427,6 +427,14 @@ def _failed(index: int, error: DomainError) -> BatchResult:
     return BatchResult(index=index, status="failed", problem=problem)
 
 
+def _field_errors(result: BatchResult) -> list[FieldError]:
+    """A failed record's problem as field errors (its detail, at the record, when it has none)."""
+    problem = result.problem or {}
+    if problem.get("errors"):
+        return [FieldError(tuple(error["loc"]), error["msg"]) for error in problem["errors"]]
+    return [FieldError(("body", "records", result.index), problem.get("detail", ""))]
+
+
 async def _matches(
     session: AsyncSession, principal: Principal, kind: RecordType[M], key: str, values: set[Any]
 ) -> dict[Any, list[Any]]:
@@ -529,12 +537,7 @@ async def write_batch(
     failed = [r for r in results if r is not None]
     if atomic and failed:
         raise ValidationFailed(
-            [
-                FieldError(tuple(e["loc"]), e["msg"])
-                for r in failed
-                for e in (r.problem or {}).get("errors")
-                or [{"loc": ["body", "records", r.index], "msg": (r.problem or {}).get("detail", "")}]
-            ],
+            [error for result in failed for error in _field_errors(result)],
             detail=f"{len(failed)} of {len(items)} records failed; nothing was written (atomic)",
         )
     session.add_all([record for _, record in new])
