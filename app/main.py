@@ -6,11 +6,12 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from app import __version__
-from app.core import events, reads
+from app.core import events, jobs, reads
 from app.core.db import create_engine, create_session_factory, server_settings
 from app.core.logging import configure_logging, log_buffer
 from app.core.middleware import RequestContextMiddleware
@@ -52,6 +53,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         waker = events.RelayWaker(app.state.job_queue, queue_name=settings.queue_name)
         waker.start()
         events.add_commit_listener(waker.wake)
+
+        async def enqueue(function: str, args: tuple[Any, ...]) -> object:
+            return await app.state.job_queue.enqueue_job(function, *args)
+
+        jobs.add_enqueuer(enqueue)
         # Everything made at start-up lives as long as the process: keep it out of the garbage
         # collector's full passes, which otherwise stall the event loop for tens of milliseconds.
         gc.collect()
@@ -65,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 flusher.cancel()
                 buffer.flush()
             events.remove_commit_listener(waker.wake)
+            jobs.remove_enqueuer(enqueue)
             await waker.stop()
             await app.state.job_queue.aclose()
             await app.state.redis.aclose()
@@ -82,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "companies", "description": "Organisations you sell to"},
             {"name": "events", "description": "Every change, in commit order: the pull side of webhooks"},
             {"name": "webhooks", "description": "Signed HTTP deliveries of events (Standard Webhooks)"},
+            {"name": "exports", "description": "Files of records, written by a job"},
         ],
     )
     app.state.settings = settings

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,10 +21,12 @@ from tests.receiver import Received, Receiver
 
 
 @pytest.fixture
-def start_worker(settings: Settings) -> Iterator[Any]:
+def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Any]:
     started: list[subprocess.Popen[bytes]] = []
     env = {
         **os.environ,
+        # Jobs other tests queued (exports) write their files here, not into the checkout.
+        "RAPPORT_DATA_DIR": str(tmp_path),
         # Small shares and a short timeout (hence short leases), so a killed worker's leases run
         # out quickly and a burst takes long enough to be interrupted.
         "RAPPORT_WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT": "2",

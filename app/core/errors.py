@@ -58,6 +58,12 @@ class Conflict(DomainError):
     title = "Conflict"
 
 
+class Gone(DomainError):
+    status_code = 410
+    slug = "gone"
+    title = "Gone"
+
+
 class PreconditionFailed(DomainError):
     status_code = 412
     slug = "precondition-failed"

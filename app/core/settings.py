@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     rate_limit_anonymous_per_minute: int = Field(default=60, ge=1)
 
     default_phone_region: str = Field(default="CN", min_length=2, max_length=2)
+    exports_retention_hours: float = Field(default=24, gt=0, description="Export files are deleted after this")
     csv_max_rows: int = Field(
         default=10_000, ge=1, description="Records a list or search answers as CSV (`Accept: text/csv`) at most"
     )

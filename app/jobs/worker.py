@@ -12,6 +12,7 @@ from app.core.db import create_engine, create_session_factory
 from app.core.logging import configure_logging
 from app.core.redis import arq_settings
 from app.core.settings import get_settings
+from app.jobs.exports import run_export, sweep_exports
 from app.jobs.maintenance import (
     purge_expired_idempotency_keys,
     purge_expired_refresh_tokens,
@@ -69,6 +70,8 @@ class WorkerSettings:
         purge_expired_idempotency_keys,
         purge_expired_refresh_tokens,
         purge_old_events,
+        run_export,
+        sweep_exports,
         # No result kept: the relay job's fixed id must be free again as soon as it ends.
         func(relay_events, keep_result=0, timeout=RELAY_JOB_TIMEOUT_SECONDS),
     ]
@@ -78,6 +81,8 @@ class WorkerSettings:
         cron(purge_expired_idempotency_keys, minute={7, 37}, run_at_startup=True),
         cron(purge_expired_refresh_tokens, hour={3}, minute={17}),
         cron(purge_old_events, hour={4}, minute={27}),
+        # Claims are conditional updates, so a duplicate run finds nothing to do.
+        cron(sweep_exports, second={40}, run_at_startup=True),
         cron(
             sweep_events,
             second=set(range(0, 60, 5)),

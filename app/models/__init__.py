@@ -6,6 +6,7 @@ from app.models.company import Company
 from app.models.contact import Contact
 from app.models.custom_field import CustomFieldDefinition
 from app.models.event import Event, EventFanout, EventStream
+from app.models.export import Export
 from app.models.idempotency import IdempotencyRecord
 from app.models.organization import (
     ApiKey,
@@ -27,6 +28,7 @@ __all__ = [
     "Event",
     "EventFanout",
     "EventStream",
+    "Export",
     "IdempotencyRecord",
     "Organization",
     "RefreshToken",

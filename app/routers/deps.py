@@ -244,6 +244,7 @@ _DESCRIPTIONS = {
     404: "No such record in the caller's organisation (or not visible to the caller)",
     409: "Conflicts with the current state or a concurrent request",
     412: "If-Match named a stale version; nothing was written",
+    410: "It existed but is gone for good (an expired export file)",
     413: "The request body is too large",
     422: "The request is invalid; `errors` lists each problem",
     429: "Rate limit exceeded; see Retry-After",

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.db import after_commit
 from app.core.errors import (
     FieldError,
+    PermissionDenied,
     RefreshTokenReused,
     Unauthorized,
     ValidationFailed,
@@ -235,6 +236,32 @@ async def authenticate_api_key(session: AsyncSession, key: str) -> Principal:
         api_key.last_used_at = now
     return Principal(
         organization_id=api_key.organization_id,
+        kind="api_key",
+        id=api_key.id,
+        scopes=frozenset(Scope(s) for s in api_key.scopes),
+    )
+
+
+async def principal_now(session: AsyncSession, organization_id: uuid.UUID, kind: str, actor_id: uuid.UUID) -> Principal:
+    """The principal a user or API key is now, for work done later on its behalf (a job): a
+    deactivated user or a revoked key can no longer act."""
+    if kind == "user":
+        row = (await session.execute(_USER_STATE, {"organization_id": organization_id, "user_id": actor_id})).first()
+        if row is None or not row.is_active:
+            raise PermissionDenied("The user who asked for this is deactivated")
+        return Principal(
+            organization_id=organization_id,
+            kind="user",
+            id=actor_id,
+            role=row.role,
+            scopes=ROLE_SCOPES[row.role],
+            organization_visibility=row.record_visibility,
+        )
+    api_key = await session.get(ApiKey, (organization_id, actor_id))
+    if api_key is None or api_key.revoked_at is not None:
+        raise PermissionDenied("The API key that asked for this was revoked")
+    return Principal(
+        organization_id=organization_id,
         kind="api_key",
         id=api_key.id,
         scopes=frozenset(Scope(s) for s in api_key.scopes),

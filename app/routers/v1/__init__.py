@@ -12,6 +12,7 @@ from app.routers.v1 import (
     contacts,
     custom_fields,
     events,
+    exports,
     organization,
     teams,
     users,
@@ -31,6 +32,7 @@ ROUTERS: tuple[APIRouter, ...] = tuple(
         companies,
         audit_log,
         events,
+        exports,
         webhooks,
     )
 )
