@@ -126,3 +126,30 @@ async def test_bad_merges(client: httpx.AsyncClient, tenant: Tenant, other_tenan
         f"/api/v1/contacts/{theirs['id']}/merge", headers=tenant.headers, json={"merge_ids": [b["id"]]}
     )
     assert foreign.status_code == 404
+
+
+async def test_the_organisation_can_merge_e_mail_duplicates_on_create(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    first = await _post(client, tenant, "contacts", {"first_name": "伟", "email": "wei@example.cn", "tags": ["vip"]})
+    unruled = await client.post("/api/v1/contacts", headers=tenant.headers, json={"email": "wei@example.cn"})
+    assert unruled.status_code == 201 and unruled.json()["id"] != first["id"]
+    await client.delete(f"/api/v1/contacts/{unruled.json()['id']}", headers=tenant.headers)
+
+    ruled = await client.patch("/api/v1/organization", headers=tenant.headers, json={"merge_email_duplicates": True})
+    assert ruled.status_code == 200 and ruled.json()["merge_email_duplicates"] is True
+    again = await client.post(
+        "/api/v1/contacts",
+        headers=tenant.headers,
+        json={"first_name": "Wei", "email": "WEI@example.cn", "title": "经理", "tags": ["华东"]},
+    )
+    assert again.status_code == 200, again.text
+    merged = again.json()
+    assert merged["id"] == first["id"]
+    assert merged["first_name"] == "伟" and merged["title"] == "经理" and merged["tags"] == ["vip", "华东"]
+    events = (await client.get("/api/v1/events", headers=tenant.headers, params={"type": "contact.merged"})).json()
+    assert [e["entity_id"] for e in events["items"]] == [first["id"]]
+    other_email = await client.post("/api/v1/contacts", headers=tenant.headers, json={"email": "na@example.cn"})
+    assert other_email.status_code == 201
+    listed = await client.get("/api/v1/contacts", headers=tenant.headers, params={"email": "wei@example.cn"})
+    assert [c["id"] for c in listed.json()["items"]] == [first["id"]]

@@ -35,7 +35,15 @@ async def test_get_returns_the_callers_organisation_with_an_etag(
     assert body["id"] == tenant.organization_id
     assert body["name"] == "天元贸易" and body["record_visibility"] == "all"
     assert body["version"] == 1 and response.headers["etag"] == 'W/"1"'
-    assert set(body) == {"id", "name", "record_visibility", "created_at", "updated_at", "version"}
+    assert set(body) == {
+        "id",
+        "name",
+        "record_visibility",
+        "merge_email_duplicates",
+        "created_at",
+        "updated_at",
+        "version",
+    }
     theirs = (await client.get(ORGANIZATION, headers=other_tenant.headers)).json()
     assert theirs["id"] == other_tenant.organization_id and theirs["name"] == "Another organisation"
 

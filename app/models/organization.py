@@ -12,6 +12,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    false,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
@@ -29,6 +30,8 @@ class Organization(TimestampMixin, VersionedMixin, Base):
     record_visibility: Mapped[Visibility] = mapped_column(
         str_enum(Visibility, "record_visibility"), default=Visibility.all
     )
+    # A new contact whose e-mail an existing one has is merged into it instead of created.
+    merge_email_duplicates: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class User(TenantMixin, TimestampMixin, VersionedMixin, Base):

@@ -16,13 +16,17 @@ class OrganizationRead(ReadSchema):
     id: uuid.UUID
     name: str
     record_visibility: Visibility = Field(description="What sales and support users see: all, team or own records")
+    merge_email_duplicates: bool = Field(
+        description="A POST /contacts whose e-mail an existing contact has fills that contact in instead (200)"
+    )
     created_at: datetime
     updated_at: datetime
     version: int
 
 
 class OrganizationUpdate(PatchSchema):
-    non_nullable: ClassVar[frozenset[str]] = frozenset({"name", "record_visibility"})
+    non_nullable: ClassVar[frozenset[str]] = frozenset({"name", "record_visibility", "merge_email_duplicates"})
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     record_visibility: Visibility | None = None
+    merge_email_duplicates: bool | None = None

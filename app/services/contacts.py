@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit, text_search
 from app.core.db import transaction_cache
-from app.core.enums import ContactSource, CustomFieldEntity, LifecycleStage
+from app.core.enums import AuditAction, ContactSource, CustomFieldEntity, LifecycleStage
 from app.core.errors import FieldError, ValidationFailed
 from app.core.normalize import phone_search_forms
 from app.core.pagination import Page
@@ -20,6 +20,7 @@ from app.models.audit import AuditEntry
 from app.models.base import utcnow
 from app.models.company import Company
 from app.models.contact import Contact
+from app.models.organization import Organization
 from app.schemas.contact import ContactCreate, ContactRead, ContactUpdate
 from app.services import companies, merges, records, users
 from app.services.filters import FieldSpec, FieldType
@@ -143,6 +144,44 @@ def _consent_given(contact: Contact, *, source: str | None, principal: Principal
 
 async def create_contact(session: AsyncSession, principal: Principal, *, data: ContactCreate) -> Contact:
     return await records.created(session, principal, CONTACTS, await build_contact(session, principal, data))
+
+
+async def create_or_merge_contact(
+    session: AsyncSession, principal: Principal, *, data: ContactCreate
+) -> tuple[Contact, bool]:
+    """Creates the contact; or, when the organisation merges e-mail duplicates and a contact the
+    caller can see already has this e-mail, fills that one in instead (True)."""
+    existing = await _email_twin(session, principal, data.email) if data.email else None
+    if existing is None:
+        return await create_contact(session, principal, data=data), False
+    incoming = await build_contact(session, principal, data)
+    before = audit.snapshot(existing)
+    for field, value in merges.folded(CONTACTS, existing, [incoming], {}).items():
+        if getattr(existing, field) != value:
+            setattr(existing, field, value)
+    existing.search_text = search_document(existing)
+    await session.flush()
+    changes = audit.diff(before, audit.snapshot(existing)) | {"merged_ids": {"before": None, "after": ["(new)"]}}
+    audit.record(
+        session, principal, action=AuditAction.merge, entity_type="contact", entity_id=existing.id, changes=changes
+    )
+    records.emit_event(session, principal, CONTACTS, existing, "merged", changes=changes)
+    return existing, True
+
+
+async def _email_twin(session: AsyncSession, principal: Principal, email: str) -> Contact | None:
+    organization = await session.get(Organization, principal.organization_id)
+    if organization is None or not organization.merge_email_duplicates:
+        return None
+    statement = (
+        CONTACTS.repository(session, principal)
+        .scoped()
+        .where(Contact.email == email, Contact.archived_at.is_(None))
+        .order_by(Contact.id)
+        .limit(1)
+        .with_for_update()
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
 
 
 async def build_contact(session: AsyncSession, principal: Principal, data: ContactCreate) -> Contact:

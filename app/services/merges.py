@@ -91,6 +91,20 @@ def _merged_value(field: str, survivor: Any, others: Sequence[Any]) -> Any:
     return value
 
 
+def mergeable_fields(kind: RecordType[Any]) -> frozenset[str]:
+    columns = {attribute.key for attribute in kind.model.__mapper__.column_attrs}
+    return frozenset(set(kind.read_schema.model_fields) & columns - _NOT_MERGEABLE)
+
+
+def folded(kind: RecordType[Any], survivor: Any, others: Sequence[Any], chosen: Mapping[str, Any]) -> dict[str, Any]:
+    """The survivor's values after a merge: a chosen record's value where one was chosen, else
+    the survivor's, filled in from the others."""
+    return {
+        field: getattr(chosen[field], field) if field in chosen else _merged_value(field, survivor, others)
+        for field in sorted(mergeable_fields(kind))
+    }
+
+
 async def merge(
     session: AsyncSession,
     principal: Principal,
@@ -121,7 +135,7 @@ async def merge(
     if survivor.archived_at is not None:
         raise Conflict(f"The {kind.label} {survivor.id} is archived; restore it first")
 
-    mergeable = set(kind.read_schema.model_fields) & {a.key for a in survivor.__mapper__.column_attrs} - _NOT_MERGEABLE
+    mergeable = mergeable_fields(kind)
     by_id = {record.id: record for record in (survivor, *others)}
     errors = [
         FieldError(("body", "field_choices", field), "not a field that merges")
@@ -136,12 +150,7 @@ async def merge(
         raise ValidationFailed(errors)
 
     before = audit.snapshot(survivor)
-    values = {
-        field: getattr(by_id[field_choices[field]], field)
-        if field in field_choices
-        else _merged_value(field, survivor, others)
-        for field in sorted(mergeable)
-    }
+    values = folded(kind, survivor, others, {field: by_id[chosen] for field, chosen in field_choices.items()})
     now = utcnow()
     for other in others:
         # external_id is unique: free it before the survivor may take it.

@@ -145,10 +145,18 @@ async def search_contacts(
     operation_id="contacts_create",
     status_code=201,
     response_model=ContactRead,
-    responses=problems(*AUTHENTICATED, 409),
+    responses=problems(*AUTHENTICATED, 409)
+    | {
+        200: {
+            "description": "Merged into the contact with this e-mail (when the organisation merges e-mail duplicates)",
+            "model": ContactRead,
+        }
+    },
 )
 async def create_contact(session: SessionDep, principal: Writer, body: ContactCreate) -> Response:
-    contact = await contacts.create_contact(session, principal, data=body)
+    contact, merged = await contacts.create_or_merge_contact(session, principal, data=body)
+    if merged:
+        return record_reply(ContactRead.model_validate(contact), location=f"/api/v1/contacts/{contact.id}")
     return record_reply(ContactRead.model_validate(contact), status_code=201, location=f"/api/v1/contacts/{contact.id}")
 
 
