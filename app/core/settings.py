@@ -113,6 +113,9 @@ class Settings(BaseSettings):
                 raise ValueError("RAPPORT_SECRET_KEY must be set to at least 32 characters in production")
         return self
 
+    def secret_field_key_ring(self) -> str | None:
+        return self.secret_field_keys.get_secret_value() if self.secret_field_keys else None
+
     def jwt_secret(self) -> str:
         """The signing secret; outside production one is generated once and kept in data_dir."""
         if self.secret_key is not None:

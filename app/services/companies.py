@@ -130,13 +130,7 @@ async def apply_company_changes(
     if SEARCHED_FIELDS & changed:
         company.search_text = search_document(company)
     if renamed:
-        # Contacts are found by their company's name too.
-        await session.execute(
-            update(Contact)
-            .where(Contact.organization_id == principal.organization_id, Contact.company_id == company.id)
-            .values(company_search_text=contact_search_text(company))
-            .execution_options(synchronize_session=False)
-        )
+        await _refresh_contacts_search(session, principal, company)
 
 
 async def upsert_company(
@@ -228,15 +222,19 @@ async def write_companies(
     return await records.write_batch(session, principal, COMPANY_BATCHES, mode=mode, items=items, atomic=atomic)
 
 
-async def _refresh_after_merge(session: AsyncSession, principal: Principal, company: Company) -> None:
-    company.search_text = search_document(company)
-    # The contacts just moved here are found by this company's name.
+async def _refresh_contacts_search(session: AsyncSession, principal: Principal, company: Company) -> None:
+    """Contacts are found by their company's name too: after a rename, or once a merge moved them."""
     await session.execute(
         update(Contact)
         .where(Contact.organization_id == principal.organization_id, Contact.company_id == company.id)
         .values(company_search_text=contact_search_text(company))
         .execution_options(synchronize_session=False)
     )
+
+
+async def _refresh_after_merge(session: AsyncSession, principal: Principal, company: Company) -> None:
+    company.search_text = search_document(company)
+    await _refresh_contacts_search(session, principal, company)
 
 
 async def merge_companies(

@@ -162,10 +162,7 @@ async def create_or_merge_contact(
     existing.search_text = search_document(existing)
     await session.flush()
     changes = audit.diff(before, audit.snapshot(existing)) | {"merged_ids": {"before": None, "after": ["(new)"]}}
-    audit.record(
-        session, principal, action=AuditAction.merge, entity_type="contact", entity_id=existing.id, changes=changes
-    )
-    records.emit_event(session, principal, CONTACTS, existing, "merged", changes=changes)
+    records.announce(session, principal, CONTACTS, existing, action=AuditAction.merge, event="merged", changes=changes)
     return existing, True
 
 

@@ -252,8 +252,9 @@ def _coerce(definition: CustomFieldDefinition, value: Any) -> Any:
             if len(value) > MAX_TEXT_VALUE:
                 raise ValueError(f"at most {MAX_TEXT_VALUE} characters")
             settings = get_settings()
-            keys = settings.secret_field_keys.get_secret_value() if settings.secret_field_keys else None
-            return secrets.seal_field(value, server_secret=settings.jwt_secret(), configured_keys=keys)
+            return secrets.seal_field(
+                value, server_secret=settings.jwt_secret(), configured_keys=settings.secret_field_key_ring()
+            )
         case CustomFieldType.text:
             if not isinstance(value, str):
                 raise ValueError("must be a string")
@@ -298,9 +299,10 @@ def reveal_secrets(
     if not sealed or principal.role not in (Role.owner, Role.admin):
         return {}
     settings = get_settings()
-    keys = settings.secret_field_keys.get_secret_value() if settings.secret_field_keys else None
     revealed = {
-        key: secrets.unseal_field(value, server_secret=settings.jwt_secret(), configured_keys=keys)
+        key: secrets.unseal_field(
+            value, server_secret=settings.jwt_secret(), configured_keys=settings.secret_field_key_ring()
+        )
         for key, value in sealed.items()
     }
     audit.record(

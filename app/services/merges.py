@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit
 from app.core.enums import AuditAction
-from app.core.errors import Conflict, FieldError, ValidationFailed
+from app.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from app.core.principal import Principal
 from app.core.repository import check_version
 from app.models.base import utcnow
@@ -124,7 +124,12 @@ async def merge(
     repository = kind.repository(session, principal)
     survivor = await repository.get(survivor_id, for_update=True)
     check_version(survivor.version, expected_version)
-    others = [await repository.get(other_id, for_update=True) for other_id in sorted(unique_ids)]
+    found = await session.execute(
+        repository.scoped().where(kind.model.id.in_(unique_ids)).order_by(kind.model.id).with_for_update()
+    )
+    others = list(found.scalars())
+    if missing := sorted(set(unique_ids) - {other.id for other in others}):
+        raise NotFound(f"No {kind.label} with id {missing[0]}")
     for record in (survivor, *others):
         if getattr(record, "erased_at", None) is not None:
             raise Conflict(f"The {kind.label} {record.id} was erased")
@@ -170,9 +175,7 @@ async def merge(
 
     merged_ids = [str(o.id) for o in others]
     changes = audit.diff(before, audit.snapshot(survivor)) | {"merged_ids": {"before": None, "after": merged_ids}}
-    audit.record(
-        session, principal, action=AuditAction.merge, entity_type=kind.label, entity_id=survivor.id, changes=changes
-    )
+    records.announce(session, principal, kind, survivor, action=AuditAction.merge, event="merged", changes=changes)
     for other in others:
         audit.record(
             session,
@@ -182,5 +185,4 @@ async def merge(
             entity_id=other.id,
             changes={"merged_into_id": {"before": None, "after": str(survivor.id)}},
         )
-    records.emit_event(session, principal, kind, survivor, "merged", changes=changes)
     return survivor, moved

@@ -87,31 +87,33 @@ def _scrub_data(data: dict[str, Any]) -> dict[str, Any]:
     return {field: (None if field in PERSONAL_FIELDS else value) for field, value in data.items()}
 
 
+async def _trail(session: AsyncSession, organization_id: uuid.UUID, contact_id: uuid.UUID) -> list[AuditEntry]:
+    rows = await session.execute(
+        select(AuditEntry)
+        .where(
+            AuditEntry.organization_id == organization_id,
+            AuditEntry.entity_type == "contact",
+            AuditEntry.entity_id == contact_id,
+        )
+        .order_by(AuditEntry.id)
+    )
+    return list(rows.scalars())
+
+
+async def _stream(session: AsyncSession, organization_id: uuid.UUID, contact_id: uuid.UUID) -> list[Event]:
+    rows = await session.execute(
+        select(Event)
+        .where(Event.organization_id == organization_id, Event.entity_type == "contact", Event.entity_id == contact_id)
+        .order_by(Event.position)
+    )
+    return list(rows.scalars())
+
+
 async def personal_data(session: AsyncSession, principal: Principal, contact_id: uuid.UUID) -> dict[str, Any]:
     """Everything held about the person: the record, its audit trail and its events."""
     contact = await CONTACTS.repository(session, principal).get(contact_id)
-    trail = (
-        await session.execute(
-            select(AuditEntry)
-            .where(
-                AuditEntry.organization_id == principal.organization_id,
-                AuditEntry.entity_type == "contact",
-                AuditEntry.entity_id == contact_id,
-            )
-            .order_by(AuditEntry.id)
-        )
-    ).scalars()
-    stream = (
-        await session.execute(
-            select(Event)
-            .where(
-                Event.organization_id == principal.organization_id,
-                Event.entity_type == "contact",
-                Event.entity_id == contact_id,
-            )
-            .order_by(Event.position)
-        )
-    ).scalars()
+    trail = await _trail(session, principal.organization_id, contact_id)
+    stream = await _stream(session, principal.organization_id, contact_id)
     return {
         "contact": ContactRead.model_validate(contact).model_dump(mode="json"),
         "audit": [
@@ -153,21 +155,9 @@ async def erase_contact(
     await session.flush()
     organization_id = principal.organization_id
 
-    entries = await session.execute(
-        select(AuditEntry).where(
-            AuditEntry.organization_id == organization_id,
-            AuditEntry.entity_type == "contact",
-            AuditEntry.entity_id == contact_id,
-        )
-    )
-    for entry in entries.scalars():
+    for entry in await _trail(session, organization_id, contact_id):
         entry.changes = _scrub_changes(entry.changes) or {}
-    events_of = await session.execute(
-        select(Event).where(
-            Event.organization_id == organization_id, Event.entity_type == "contact", Event.entity_id == contact_id
-        )
-    )
-    for event in events_of.scalars():
+    for event in await _stream(session, organization_id, contact_id):
         event.data = _scrub_data(event.data)
         event.changes = _scrub_changes(event.changes)
     # Stored first replies (24 h) of requests that returned the person's data.
@@ -178,8 +168,5 @@ async def erase_contact(
         field for field in before if field in PERSONAL_FIELDS and before[field] not in (None, [], {})
     )
     erasure = {field: {"before": ERASED, "after": None} for field in erased_fields}
-    audit.record(
-        session, principal, action=AuditAction.erase, entity_type="contact", entity_id=contact_id, changes=erasure
-    )
-    records.emit_event(session, principal, CONTACTS, contact, "erased", changes=erasure)
+    records.announce(session, principal, CONTACTS, contact, action=AuditAction.erase, event="erased", changes=erasure)
     return contact

@@ -123,22 +123,32 @@ async def find(session: AsyncSession, principal: Principal, kind: RecordType[M],
     return await repository.page(statement, keyset, cursor=query.cursor, limit=query.limit)
 
 
-async def find_all(
-    session: AsyncSession, principal: Principal, kind: RecordType[M], query: FindQuery, *, at_most: int
-) -> list[M]:
-    """Every record the query matches, page by page, or a 422 when there are more than `at_most`."""
-    found: list[M] = []
+async def every_match(
+    session: AsyncSession, principal: Principal, kind: RecordType[M], query: FindQuery
+) -> AsyncIterator[M]:
+    """Every record the query matches, read a page at a time."""
     cursor = query.cursor
     while True:
         page = await find(session, principal, kind, replace(query, cursor=cursor, limit=MAX_LIMIT))
-        found += page.items
+        for record in page.items:
+            yield record
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+async def find_all(
+    session: AsyncSession, principal: Principal, kind: RecordType[M], query: FindQuery, *, at_most: int
+) -> list[M]:
+    """Every record the query matches, or a 422 when there are more than `at_most`."""
+    found: list[M] = []
+    async for record in every_match(session, principal, kind, query):
+        found.append(record)
         if len(found) > at_most:
             raise ValidationFailed(
                 FieldError(("header", "accept"), f"more than {at_most} {kind.label} records match: narrow the filter")
             )
-        if page.next_cursor is None:
-            return found
-        cursor = page.next_cursor
+    return found
 
 
 async def export_rows(
@@ -150,18 +160,11 @@ async def export_rows(
     schema = kind.read_schema
     columns = [f for f in (*schema.model_fields, *schema.model_computed_fields) if f != "custom_fields"]
     columns += [f"custom_fields.{key}" for key in sorted(definitions)]
-
-    async def rows() -> AsyncIterator[dict[str, Any]]:
-        cursor = query.cursor
-        while True:
-            page = await find(session, principal, kind, replace(query, cursor=cursor, limit=MAX_LIMIT))
-            for record in page.items:
-                yield csv_export.flatten(schema.model_validate(record).model_dump(mode="json"))
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
-
-    return columns, rows()
+    rows = (
+        csv_export.flatten(schema.model_validate(record).model_dump(mode="json"))
+        async for record in every_match(session, principal, kind, query)
+    )
+    return columns, rows
 
 
 async def custom_values(
@@ -241,18 +244,38 @@ def emit_event(
         )
 
 
-async def created(session: AsyncSession, principal: Principal, kind: RecordType[M], record: M) -> M:
-    session.add(record)
-    await session.flush()
+def announce(
+    session: AsyncSession,
+    principal: Principal,
+    kind: RecordType[Any],
+    record: Any,
+    *,
+    action: AuditAction,
+    event: str,
+    changes: audit.Changes,
+) -> None:
+    """A change's audit row and its event (with the same changes), in the change's transaction."""
+    audit.record(session, principal, action=action, entity_type=kind.label, entity_id=record.id, changes=changes)
+    emit_event(session, principal, kind, record, event, changes=changes)
+
+
+def announce_created(session: AsyncSession, principal: Principal, kind: RecordType[Any], record: Any) -> None:
+    """A new record's audit row (every value set) and its `created` event; the record is flushed."""
     audit.record(
         session,
         principal,
         action=AuditAction.create,
         entity_type=kind.label,
-        entity_id=record.id,  # type: ignore[attr-defined]
+        entity_id=record.id,
         changes=audit.creation(audit.snapshot(record)),
     )
     emit_event(session, principal, kind, record, "created")
+
+
+async def created(session: AsyncSession, principal: Principal, kind: RecordType[M], record: M) -> M:
+    session.add(record)
+    await session.flush()
+    announce_created(session, principal, kind, record)
     return record
 
 
@@ -262,15 +285,7 @@ async def updated(
     """Writes the update's audit row, if anything changed."""
     if delta := audit.diff(before, audit.snapshot(record)):
         await session.flush()
-        audit.record(
-            session,
-            principal,
-            action=AuditAction.update,
-            entity_type=kind.label,
-            entity_id=record.id,  # type: ignore[attr-defined]
-            changes=delta,
-        )
-        emit_event(session, principal, kind, record, "updated", changes=delta)
+        announce(session, principal, kind, record, action=AuditAction.update, event="updated", changes=delta)
     return record
 
 
@@ -327,15 +342,8 @@ async def archive(
         raise Conflict(f"The {kind.label} is already archived")
     record.archived_at = utcnow()
     await session.flush()
-    audit.record(
-        session,
-        principal,
-        action=AuditAction.delete,
-        entity_type=kind.label,
-        entity_id=record.id,
-        changes=(changes := {"archived_at": {"before": None, "after": record.archived_at.isoformat()}}),
-    )
-    emit_event(session, principal, kind, record, "archived", changes=changes)
+    changes = {"archived_at": {"before": None, "after": record.archived_at.isoformat()}}
+    announce(session, principal, kind, record, action=AuditAction.delete, event="archived", changes=changes)
     return record  # type: ignore[no-any-return]
 
 
@@ -356,15 +364,8 @@ async def restore(
     archived_at = record.archived_at
     record.archived_at = None
     await session.flush()
-    audit.record(
-        session,
-        principal,
-        action=AuditAction.restore,
-        entity_type=kind.label,
-        entity_id=record.id,
-        changes=(changes := {"archived_at": {"before": archived_at.isoformat(), "after": None}}),
-    )
-    emit_event(session, principal, kind, record, "restored", changes=changes)
+    changes = {"archived_at": {"before": archived_at.isoformat(), "after": None}}
+    announce(session, principal, kind, record, action=AuditAction.restore, event="restored", changes=changes)
     return record  # type: ignore[no-any-return]
 
 
@@ -543,27 +544,11 @@ async def write_batch(
     session.add_all([record for _, record in new])
     await session.flush()
     for index, record in new:
-        audit.record(
-            session,
-            principal,
-            action=AuditAction.create,
-            entity_type=kind.label,
-            entity_id=record.id,
-            changes=audit.creation(audit.snapshot(record)),
-        )
-        emit_event(session, principal, kind, record, "created")
+        announce_created(session, principal, kind, record)
         results[index] = BatchResult(index=index, status="created", id=record.id)
     for index, record, before in existing:
         delta = audit.diff(before, audit.snapshot(record))
         if delta:
-            audit.record(
-                session,
-                principal,
-                action=AuditAction.update,
-                entity_type=kind.label,
-                entity_id=record.id,
-                changes=delta,
-            )
-            emit_event(session, principal, kind, record, "updated", changes=delta)
+            announce(session, principal, kind, record, action=AuditAction.update, event="updated", changes=delta)
         results[index] = BatchResult(index=index, status="updated" if delta else "unchanged", id=record.id)
     return [r for r in results if r is not None]
