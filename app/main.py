@@ -21,6 +21,7 @@ from app.core.redis import create_job_queue, create_redis
 from app.core.settings import Settings, get_settings
 from app.openapi import build_openapi
 from app.routers import health
+from app.routers.deps import API_PREFIX
 from app.routers.v1 import ROUTERS
 
 DESCRIPTION = """
@@ -99,5 +100,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (*ROUTERS, health.router):
         app.router.routes.extend(router.routes)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_request_body_bytes,
+        # The multipart envelope around an import's file takes a few hundred bytes more.
+        upload_limits={API_PREFIX + "/imports": int(settings.imports_max_file_mb * 1024 * 1024) + 64 * 1024},
+    )
     return app

@@ -13,9 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core import secrets
 from app.core.context import request_id_var
 from app.core.enums import AuditAction
+from app.core.ids import new_id
 from app.core.jsonable import jsonable
 from app.core.principal import Principal
 from app.models.audit import AuditEntry
+from app.models.base import utcnow
 
 # Derived or bookkeeping columns: never "a change" a person made.
 _NOT_AUDITED = frozenset(
@@ -83,13 +85,24 @@ def record(
 ) -> None:
     session.add(
         AuditEntry(
-            organization_id=principal.organization_id,
-            actor_type=principal.kind,
-            actor_id=principal.id,
-            action=action,
-            entity_type=entity_type,
-            entity_id=entity_id,
-            changes=changes,
-            request_id=request_id_var.get(),
+            **entry_values(principal, action=action, entity_type=entity_type, entity_id=entity_id, changes=changes)
         )
     )
+
+
+def entry_values(
+    principal: Principal, *, action: AuditAction, entity_type: str, entity_id: uuid.UUID, changes: Changes
+) -> dict[str, Any]:
+    """An audit row's columns, for `record` and for bulk writers that COPY their audit rows."""
+    return {
+        "organization_id": principal.organization_id,
+        "id": new_id(),
+        "occurred_at": utcnow(),
+        "actor_type": principal.kind,
+        "actor_id": principal.id,
+        "action": action,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "changes": changes,
+        "request_id": request_id_var.get(),
+    }

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from enum import StrEnum
 from typing import Any
 
 import orjson
-from sqlalchemy import event, make_url, text
+from sqlalchemy import JSON, Table, event, make_url, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -141,3 +142,45 @@ def transaction_cache(session: AsyncSession, name: str) -> dict[Any, Any]:
 def _forget_transaction_caches(session: Session) -> None:
     for key in [key for key in session.info if isinstance(key, str) and key.startswith(_CACHE_PREFIX)]:
         del session.info[key]
+
+
+def insert_values(record: Any) -> dict[str, Any]:
+    """A new ORM object's column values, with the Python-side defaults an ORM insert would have
+    filled in, set on the object too (its audit row and event show them): for `copy_rows`."""
+    values: dict[str, Any] = {}
+    for column in record.__table__.columns:
+        if column.computed is not None:
+            continue
+        value = getattr(record, column.key, None)
+        if value is None and column.default is not None:
+            default = column.default
+            value = default.arg(None) if default.is_callable else default.arg
+            setattr(record, column.key, value)
+        values[column.name] = value
+    return values
+
+
+async def copy_rows(session: AsyncSession, model: type[Any], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Writes rows of a model's table (column name → value; generated columns left to the
+    database) with COPY in the session's transaction: the bulk path for imports."""
+    if not rows:
+        return
+    table: Table = model.__table__
+    columns = [column for column in table.columns if column.computed is None]
+    json_columns = {column.name for column in columns if isinstance(column.type, JSON)}
+    records = [tuple(_copy_value(row.get(c.name), c.name in json_columns) for c in columns) for row in rows]
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+        table.name, records=records, columns=[column.name for column in columns]
+    )
+
+
+def _copy_value(value: Any, is_json: bool) -> Any:
+    if value is None:
+        return None
+    if is_json:
+        return _json_dumps(value)
+    if isinstance(value, StrEnum):
+        return value.value
+    return value

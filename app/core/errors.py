@@ -70,6 +70,19 @@ class PreconditionFailed(DomainError):
     title = "Precondition failed"
 
 
+class TooLarge(DomainError):
+    status_code = 413
+    slug = "too-large"
+    title = "Content too large"
+
+    def __init__(self, detail: str, *, limit: int) -> None:
+        super().__init__(detail)
+        self.limit = limit
+
+    def extensions(self) -> dict[str, Any]:
+        return {"limit": self.limit}
+
+
 class PermissionDenied(DomainError):
     status_code = 403
     slug = "forbidden"

@@ -32,9 +32,11 @@ class RequestContextMiddleware:
     """One layer for what every request needs: its id, the body size limit, the access log and
     metrics, the rate-limit headers, and a problem document for anything unhandled."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, upload_limits: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # Paths that take file uploads, with their own (larger) limit: `POST /imports`.
+        self.upload_limits = upload_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,19 +61,20 @@ class RequestContextMiddleware:
             await send(message)
 
         received = 0
+        limit = self.upload_limits.get(scope["path"], self.max_body_bytes)
 
         async def receive_within_limit() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise HTTPException(413, self._too_large())
+                if received > limit:
+                    raise HTTPException(413, _too_large(limit))
             return message
 
         try:
-            if self._declares_too_much(scope):
-                await problem_response(None, status=413, slug="payload-too-large", detail=self._too_large())(
+            if _declares_more_than(scope, limit):
+                await problem_response(None, status=413, slug="payload-too-large", detail=_too_large(limit))(
                     scope, receive, send_with_headers
                 )
             else:
@@ -97,11 +100,13 @@ class RequestContextMiddleware:
             )
             request_id_var.reset(token)
 
-    def _declares_too_much(self, scope: Scope) -> bool:
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                return value.isdigit() and int(value) > self.max_body_bytes
-        return False
 
-    def _too_large(self) -> str:
-        return f"The request body is larger than {self.max_body_bytes} bytes"
+def _declares_more_than(scope: Scope, limit: int) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return value.isdigit() and int(value) > limit
+    return False
+
+
+def _too_large(limit: int) -> str:
+    return f"The request body is larger than {limit} bytes"

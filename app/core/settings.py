@@ -67,6 +67,12 @@ class Settings(BaseSettings):
 
     default_phone_region: str = Field(default="CN", min_length=2, max_length=2)
     exports_retention_hours: float = Field(default=24, gt=0, description="Export files are deleted after this")
+    imports_max_file_mb: float = Field(default=256, gt=0, description="Largest file an import takes, in MB")
+    imports_max_columns: int = Field(default=1000, ge=1, description="Columns a row of an imported file may have")
+    imports_max_cell_chars: int = Field(default=65_536, ge=1, description="Longest cell of an imported file")
+    imports_chunk_rows: int = Field(
+        default=5000, ge=1, le=50_000, description="Rows an import writes (and commits) at a time"
+    )
     csv_max_rows: int = Field(
         default=10_000, ge=1, description="Records a list or search answers as CSV (`Accept: text/csv`) at most"
     )

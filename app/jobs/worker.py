@@ -13,6 +13,7 @@ from app.core.logging import configure_logging
 from app.core.redis import arq_settings
 from app.core.settings import get_settings
 from app.jobs.exports import run_export, sweep_exports
+from app.jobs.imports import run_import, sweep_imports
 from app.jobs.maintenance import (
     purge_expired_idempotency_keys,
     purge_expired_refresh_tokens,
@@ -20,6 +21,8 @@ from app.jobs.maintenance import (
 from app.jobs.relay import RELAY_JOB_TIMEOUT_SECONDS, purge_old_events, relay_events, sweep_events
 from app.services import webhooks
 from app.services.relay import Relay
+
+IMPORT_JOB_TIMEOUT_SECONDS = 3 * 3600
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -72,6 +75,10 @@ class WorkerSettings:
         purge_old_events,
         run_export,
         sweep_exports,
+        # An import of a million rows runs for minutes; its progress is committed chunk by chunk,
+        # so a run cut short is resumed by the sweep, not redone.
+        func(run_import, timeout=IMPORT_JOB_TIMEOUT_SECONDS),
+        func(sweep_imports, timeout=IMPORT_JOB_TIMEOUT_SECONDS),
         # No result kept: the relay job's fixed id must be free again as soon as it ends.
         func(relay_events, keep_result=0, timeout=RELAY_JOB_TIMEOUT_SECONDS),
     ]
@@ -83,6 +90,7 @@ class WorkerSettings:
         cron(purge_old_events, hour={4}, minute={27}),
         # Claims are conditional updates, so a duplicate run finds nothing to do.
         cron(sweep_exports, second={40}, run_at_startup=True),
+        cron(sweep_imports, second={50}, run_at_startup=True, timeout=IMPORT_JOB_TIMEOUT_SECONDS),
         cron(
             sweep_events,
             second=set(range(0, 60, 5)),

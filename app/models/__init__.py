@@ -5,6 +5,7 @@ from app.models.base import Base
 from app.models.company import Company
 from app.models.contact import Contact
 from app.models.custom_field import CustomFieldDefinition
+from app.models.data_import import DataImport, ImportIssue
 from app.models.event import Event, EventFanout, EventStream
 from app.models.export import Export
 from app.models.idempotency import IdempotencyRecord
@@ -25,11 +26,13 @@ __all__ = [
     "Company",
     "Contact",
     "CustomFieldDefinition",
+    "DataImport",
     "Event",
     "EventFanout",
     "EventStream",
     "Export",
     "IdempotencyRecord",
+    "ImportIssue",
     "Organization",
     "RefreshToken",
     "Team",

@@ -154,16 +154,20 @@ async def create_or_merge_contact(
     existing = await _email_twin(session, principal, data.email) if data.email else None
     if existing is None:
         return await create_contact(session, principal, data=data), False
-    incoming = await build_contact(session, principal, data)
     before = audit.snapshot(existing)
-    for field, value in merges.folded(CONTACTS, existing, [incoming], {}).items():
-        if getattr(existing, field) != value:
-            setattr(existing, field, value)
-    existing.search_text = search_document(existing)
+    fold_into(existing, await build_contact(session, principal, data))
     await session.flush()
     changes = audit.diff(before, audit.snapshot(existing)) | {"merged_ids": {"before": None, "after": ["(new)"]}}
     records.announce(session, principal, CONTACTS, existing, action=AuditAction.merge, event="merged", changes=changes)
     return existing, True
+
+
+def fold_into(existing: Contact, incoming: Contact) -> None:
+    """Fills the existing contact in from a new one with its e-mail (the merge rule)."""
+    for field, value in merges.folded(CONTACTS, existing, [incoming], {}).items():
+        if getattr(existing, field) != value:
+            setattr(existing, field, value)
+    existing.search_text = search_document(existing)
 
 
 async def _email_twin(session: AsyncSession, principal: Principal, email: str) -> Contact | None:

@@ -398,7 +398,7 @@ def builtin(column: ColumnElement[Any], name: str, field_type: FieldType, **extr
 @dataclass(slots=True)
 class BatchResult:
     index: int
-    status: str  # created | updated | unchanged | failed
+    status: str  # created | updated | unchanged | skipped (imports) | failed
     id: uuid.UUID | None = None
     problem: dict[str, Any] | None = None
 
@@ -456,18 +456,33 @@ async def _matches(
     return found
 
 
-async def write_batch(
+@dataclass(slots=True)
+class BatchPlan(Generic[M]):
+    """What a batch will do: a result for each record refused or left alone, the new records
+    (built, not yet added) and the matched ones (changed in memory, with their before-image)."""
+
+    results: list[BatchResult | None]
+    new: list[tuple[int, Any]]
+    existing: list[tuple[int, Any, audit.Snapshot]]
+
+
+async def plan_batch(
     session: AsyncSession,
     principal: Principal,
     rules: BatchRules[M],
     *,
     mode: str,
     items: Sequence[Mapping[str, Any]],
-    atomic: bool,
-) -> list[BatchResult]:
-    """Creates (or upserts) up to BATCH_LIMIT records with one result each; a bad record fails
-    alone unless `atomic`, when any failure writes nothing. Lookups (matches, owners, companies,
-    custom field definitions) are made once for the batch and the rows written in one flush."""
+    keyless: str = "fail",
+    fold_on_email: Callable[[M, M], None] | None = None,
+) -> BatchPlan[M]:
+    """Validates, matches and builds the records of a batch without writing them.
+
+    `mode`: create (a record whose external_id exists fails), upsert (a match is updated) or
+    skip_duplicates (a match, or an earlier record with the same key, is skipped). `keyless`:
+    what an upsert does with a record without any key (fail, or create). `fold_on_email`: the
+    organisation merges e-mail duplicates, so in create mode an e-mail match is filled in by it.
+    """
     kind = rules.kind
     results: list[BatchResult | None] = [None] * len(items)
     schema = rules.update_schema if mode == "upsert" else rules.create_schema
@@ -480,21 +495,28 @@ async def write_batch(
     changes = {index: body.model_dump(include=body.model_fields_set) for index, body in bodies.items()}
 
     # Which record each upsert (or each create with an external_id) would touch.
-    keys = rules.upsert_keys if mode == "upsert" else ("external_id",)
+    if mode == "create":
+        keys: tuple[str, ...] = ("external_id", "email") if fold_on_email else ("external_id",)
+    else:
+        keys = rules.upsert_keys
     key_of: dict[int, tuple[str, Any]] = {}
     first_with: dict[tuple[str, Any], int] = {}
     for index, fields in changes.items():
         key = next(((name, fields[name]) for name in keys if fields.get(name) is not None), None)
         if key is None:
-            if mode == "upsert":
+            if mode == "upsert" and keyless == "fail":
                 results[index] = _failed(
                     index, ValidationFailed(FieldError(("body",), f"an upsert needs one of {', '.join(keys)}"))
                 )
             continue
         if key in first_with:
-            results[index] = _failed(
-                index, ValidationFailed(FieldError(("body", key[0]), f"record {first_with[key]} has the same value"))
-            )
+            if mode == "skip_duplicates":
+                results[index] = _skipped(index, f"record {first_with[key]} has the same {key[0]}")
+            else:
+                results[index] = _failed(
+                    index,
+                    ValidationFailed(FieldError(("body", key[0]), f"record {first_with[key]} has the same value")),
+                )
             continue
         first_with[key] = index
         key_of[index] = key
@@ -508,17 +530,19 @@ async def write_batch(
     visible = set((await session.execute(visible_query.where(model.id.in_(matched_ids)))).scalars())
 
     await rules.prefetch(session, principal, [changes[i] for i in bodies if results[i] is None])
-    new: list[tuple[int, Any]] = []
-    existing: list[tuple[int, Any, audit.Snapshot]] = []
+    plan: BatchPlan[M] = BatchPlan(results, [], [])
     for index, body in bodies.items():
         if results[index] is not None:
             continue
         try:
             key = key_of.get(index)
             matched = found[key[0]].get(key[1], []) if key else []
+            if matched and mode == "skip_duplicates":
+                results[index] = _skipped(index, f"a {kind.label} with this {key[0]} exists", matched[0].id)  # type: ignore[index]
+                continue
             if len(matched) > 1:
                 raise Conflict(f"{len(matched)} {kind.label} records have this {key[0]}: use external_id")  # type: ignore[index]
-            if matched and mode == "create":
+            if matched and mode == "create" and key[0] == "external_id":  # type: ignore[index]
                 raise Conflict(f"A {kind.label} with this external_id exists: {matched[0].id}")
             if matched:
                 record = matched[0]
@@ -527,28 +551,56 @@ async def write_batch(
                 if record.archived_at is not None:
                     raise Conflict(f"The {kind.label} {record.id} is archived; restore it first")
                 before = audit.snapshot(record)
-                await rules.apply(session, principal, record, body)
-                existing.append((index, record, before))
+                if mode == "create" and fold_on_email is not None:
+                    fold_on_email(record, await rules.build(session, principal, body))
+                else:
+                    await rules.apply(session, principal, record, body)
+                plan.existing.append((index, record, before))
             else:
-                create_body = body if mode == "create" else as_create(rules.create_schema, changes[index])
-                new.append((index, await rules.build(session, principal, create_body)))
+                create_body = body if mode != "upsert" else as_create(rules.create_schema, changes[index])
+                plan.new.append((index, await rules.build(session, principal, create_body)))
         except DomainError as error:
             results[index] = _failed(index, error)
+    return plan
 
-    failed = [r for r in results if r is not None]
+
+def _skipped(index: int, reason: str, record_id: uuid.UUID | None = None) -> BatchResult:
+    return BatchResult(index=index, status="skipped", id=record_id, problem={"detail": reason})
+
+
+def announce_updates(session: AsyncSession, principal: Principal, kind: RecordType[Any], plan: BatchPlan[Any]) -> None:
+    """The matched records' results, with an audit row and event for each that changed (flushed)."""
+    for index, record, before in plan.existing:
+        delta = audit.diff(before, audit.snapshot(record))
+        if delta:
+            announce(session, principal, kind, record, action=AuditAction.update, event="updated", changes=delta)
+        plan.results[index] = BatchResult(index=index, status="updated" if delta else "unchanged", id=record.id)
+
+
+async def write_batch(
+    session: AsyncSession,
+    principal: Principal,
+    rules: BatchRules[M],
+    *,
+    mode: str,
+    items: Sequence[Mapping[str, Any]],
+    atomic: bool,
+) -> list[BatchResult]:
+    """Creates (or upserts) up to BATCH_LIMIT records with one result each; a bad record fails
+    alone unless `atomic`, when any failure writes nothing. Lookups (matches, owners, companies,
+    custom field definitions) are made once for the batch and the rows written in one flush."""
+    kind = rules.kind
+    plan = await plan_batch(session, principal, rules, mode=mode, items=items)
+    failed = [r for r in plan.results if r is not None]
     if atomic and failed:
         raise ValidationFailed(
             [error for result in failed for error in _field_errors(result)],
             detail=f"{len(failed)} of {len(items)} records failed; nothing was written (atomic)",
         )
-    session.add_all([record for _, record in new])
+    session.add_all([record for _, record in plan.new])
     await session.flush()
-    for index, record in new:
+    for index, record in plan.new:
         announce_created(session, principal, kind, record)
-        results[index] = BatchResult(index=index, status="created", id=record.id)
-    for index, record, before in existing:
-        delta = audit.diff(before, audit.snapshot(record))
-        if delta:
-            announce(session, principal, kind, record, action=AuditAction.update, event="updated", changes=delta)
-        results[index] = BatchResult(index=index, status="updated" if delta else "unchanged", id=record.id)
-    return [r for r in results if r is not None]
+        plan.results[index] = BatchResult(index=index, status="created", id=record.id)
+    announce_updates(session, principal, kind, plan)
+    return [r for r in plan.results if r is not None]

@@ -197,3 +197,20 @@ async def prefetch_assignable(session: AsyncSession, principal: Principal, user_
         known[user_id] = (
             "no such user" if user_id not in active else None if active[user_id] else "the user is deactivated"
         )
+
+
+async def active_ids_by_email(
+    session: AsyncSession, principal: Principal, emails: Iterable[str]
+) -> dict[str, uuid.UUID]:
+    """The organisation's active users among these e-mails (lower-case), by e-mail."""
+    wanted = {email.lower() for email in emails}
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(User.id, User.email).where(
+            User.organization_id == principal.organization_id,
+            func.lower(User.email).in_(wanted),
+            User.is_active.is_(True),
+        )
+    )
+    return {row.email.lower(): row.id for row in rows}

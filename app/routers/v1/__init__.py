@@ -13,6 +13,7 @@ from app.routers.v1 import (
     custom_fields,
     events,
     exports,
+    imports,
     organization,
     teams,
     users,
@@ -33,6 +34,7 @@ ROUTERS: tuple[APIRouter, ...] = tuple(
         audit_log,
         events,
         exports,
+        imports,
         webhooks,
     )
 )

@@ -1,0 +1,320 @@
+"""POST /imports → the job writes the rows chunk by chunk → GET /imports/{id}, /errors, /cancel."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from openpyxl import Workbook
+from sqlalchemy import select, update
+
+from app.core.settings import Settings
+from app.models.audit import AuditEntry
+from app.models.contact import Contact
+from app.models.data_import import DataImport
+from app.models.event import Event
+from app.services import imports
+from tests.helpers import PROBLEM, Tenant, add_api_key
+
+BRIEF_CUSTOMERS = (
+    "客户ID,客户名称,联系人,职位,电话,邮箱,行业,注册日期\n"
+    "C001,A公司,王先生,经理,13800138000,wang@a-gongsi.cn,零售,2023-01-15\n"
+    "C002,天元集团,李娜,主管,*,*,金融,2023/2/20\n"
+)
+
+
+@pytest.fixture(autouse=True)
+def files_in(tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings, "data_dir", tmp_path)
+
+
+async def _upload(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    content: bytes,
+    *,
+    entity: str = "contacts",
+    name: str = "customers.csv",
+    **fields: str,
+) -> httpx.Response:
+    return await client.post(
+        "/api/v1/imports",
+        headers=tenant.headers,
+        files={"file": (name, content)},
+        data={"entity": entity, **fields},
+    )
+
+
+async def _import(
+    client: httpx.AsyncClient, tenant: Tenant, app: Any, content: bytes, **fields: str
+) -> dict[str, Any]:
+    created = await _upload(client, tenant, content, **fields)
+    assert created.status_code == 202, created.text
+    assert created.json()["status"] == "pending"
+    import_id = created.json()["id"]
+    result = await imports.run_import(
+        app.state.session_factory, uuid.UUID(tenant.organization_id), uuid.UUID(import_id)
+    )
+    assert result == "done"
+    again = await imports.run_import(app.state.session_factory, uuid.UUID(tenant.organization_id), uuid.UUID(import_id))
+    assert again == "not claimable"  # safe to run twice
+    reply = await client.get(f"/api/v1/imports/{import_id}", headers=tenant.headers)
+    assert reply.status_code == 200
+    return reply.json()  # type: ignore[no-any-return]
+
+
+async def _contacts(client: httpx.AsyncClient, tenant: Tenant) -> list[dict[str, Any]]:
+    reply = await client.get("/api/v1/contacts?limit=200", headers=tenant.headers)
+    return reply.json()["items"]  # type: ignore[no-any-return]
+
+
+async def _errors(client: httpx.AsyncClient, tenant: Tenant, import_id: str) -> list[dict[str, str]]:
+    reply = await client.get(f"/api/v1/imports/{import_id}/errors", headers=tenant.headers)
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("text/csv")
+    return list(csv.DictReader(io.StringIO(reply.content.decode("utf-8-sig"))))
+
+
+async def test_the_briefs_customer_table_imports_with_automatic_mapping(
+    client: httpx.AsyncClient, tenant: Tenant, app: Any
+) -> None:
+    result = await _import(client, tenant, app, BRIEF_CUSTOMERS.encode())
+    assert result["mapping"] == {
+        "客户ID": "customer_id",
+        "客户名称": "company.name",
+        "联系人": "name",
+        "职位": "title",
+        "电话": "phone",
+        "邮箱": "email",
+        "行业": "company.industry",
+        "注册日期": "custom_fields.registration_date",
+    }
+    assert result["encoding"] == "utf-8"
+    assert (result["total"], result["processed"], result["created"], result["failed"]) == (2, 2, 2, 0)
+    assert result["companies_created"] == 2 and result["percent"] == 100.0
+    people = {c["last_name"]: c for c in await _contacts(client, tenant)}
+    wang = people["王"]
+    assert wang["first_name"] is None and wang["title"] == "经理" and wang["phone"] == "+8613800138000"
+    assert wang["source"] == "import" and wang["external_id"] is None
+    assert wang["custom_fields"] == {"registration_date": "2023-01-15"}
+    assert people["李"]["first_name"] == "娜" and people["李"]["email"] is None  # `*` is the brief's mask
+    assert people["李"]["custom_fields"] == {"registration_date": "2023-02-20"}
+    company = (await client.get(f"/api/v1/companies/{wang['company_id']}", headers=tenant.headers)).json()
+    assert (company["name"], company["external_id"], company["industry"]) == ("A公司", "C001", "零售")
+
+    # Again as an upsert: the companies are found by 客户ID, the contacts by e-mail or created.
+    again = await _import(client, tenant, app, BRIEF_CUSTOMERS.encode(), mode="upsert")
+    assert again["companies_created"] == 0
+    assert (again["unchanged"], again["created"]) == (1, 1)  # 李娜 has no e-mail to be found by
+
+
+async def test_gb18030_files_and_a_bom_are_read(client: httpx.AsyncClient, tenant: Tenant, app: Any) -> None:
+    gbk = "联系人,邮箱\n张伟,zhang@example.cn\n欧阳娜娜,ouyang@example.cn\n".encode("gbk")
+    result = await _import(client, tenant, app, gbk)
+    assert result["encoding"] == "gb18030" and result["created"] == 2
+    bom = "\ufeffFirst Name;Last Name;E-mail\nAda;Lovelace;ada@example.com\n".encode()
+    result = await _import(client, tenant, app, bom)
+    assert result["encoding"] == "utf-8-sig" and result["created"] == 1
+    names = {(c["last_name"], c["first_name"]) for c in await _contacts(client, tenant)}
+    assert names == {("张", "伟"), ("欧阳", "娜娜"), ("Lovelace", "Ada")}
+
+
+async def test_bad_rows_fail_alone_and_are_listed_with_their_reason(
+    client: httpx.AsyncClient, tenant: Tenant, app: Any
+) -> None:
+    content = (
+        "name,email,phone\n"
+        "Good One,good@example.com,13800138000\n"
+        "Bad Mail,not-an-email,\n"
+        "Bad Phone,phone@example.com,12\n"
+        '"broken"quote,x@example.com,\n'
+        "Too,many,cells,here\n"
+        "\n"
+        "Twice,good@example.com,\n"
+    ).encode()
+    result = await _import(client, tenant, app, content, mode="skip_duplicates")
+    assert (result["created"], result["failed"], result["skipped"]) == (1, 4, 2)
+    errors = await _errors(client, tenant, result["id"])
+    assert [e["row"] for e in errors] == ["3", "4", "5", "6", "8"]
+    assert list(errors[0]) == ["row", "outcome", "reason", "name", "email", "phone"]
+    assert errors[0]["email"] == "not-an-email" and "email" in errors[0]["reason"]
+    assert "phone" in errors[1]["reason"]
+    assert "Unreadable" in errors[2]["reason"] and "4 cells" in errors[3]["reason"]
+    assert errors[4]["outcome"] == "skipped" and "email" in errors[4]["reason"]
+    assert len(await _contacts(client, tenant)) == 1
+
+
+async def test_an_xlsx_file_with_typed_cells_imports(client: httpx.AsyncClient, tenant: Tenant, app: Any) -> None:
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["联系人", "电话", "公司", "注册日期"])
+    sheet.append(["张伟", 13800138000, "天元", 44941])  # a phone stored as a number, a date as a serial
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    result = await _import(client, tenant, app, buffer.getvalue(), name="people.xlsx")
+    assert result["file_format"] == "xlsx" and result["created"] == 1, result
+    [contact] = await _contacts(client, tenant)
+    assert contact["phone"] == "+8613800138000"
+    assert contact["custom_fields"] == {"registration_date": "2023-01-15"}
+
+
+async def test_an_explicit_mapping_and_upsert_by_external_id(
+    client: httpx.AsyncClient, tenant: Tenant, app: Any
+) -> None:
+    first = "Ref,Given,Family,Labels\nERP-1,Wei,Zhang,vip;华东\n".encode()
+    mapping = '{"Ref": "external_id", "Given": "first_name", "Family": "last_name", "Labels": "tags"}'
+    result = await _import(client, tenant, app, first, mapping=mapping)
+    assert result["created"] == 1 and result["ignored_columns"] == []
+    changed = "Ref,Given,Family,Labels\nERP-1,Wei,Chang,vip\n".encode()
+    result = await _import(client, tenant, app, changed, mapping=mapping, mode="upsert")
+    assert result["updated"] == 1
+    [contact] = await _contacts(client, tenant)
+    assert contact["last_name"] == "Chang" and contact["tags"] == ["vip"] and contact["version"] == 2
+    history = await client.get(f"/api/v1/contacts/{contact['id']}/history", headers=tenant.headers)
+    actions = [entry["action"] for entry in history.json()["items"]]
+    assert sorted(actions) == ["create", "update"]
+
+
+async def test_imported_records_are_audited_and_announced(
+    client: httpx.AsyncClient, tenant: Tenant, app: Any, db: Any
+) -> None:
+    result = await _import(client, tenant, app, b"email\na@example.com\nb@example.com\n")
+    organization_id = uuid.UUID(tenant.organization_id)
+    audit_rows = (
+        await db.execute(
+            select(AuditEntry).where(AuditEntry.organization_id == organization_id, AuditEntry.entity_type == "contact")
+        )
+    ).scalars().all()
+    assert len(audit_rows) == 2
+    assert {row.request_id for row in audit_rows} == {f"import:{result['id']}"}
+    assert all(row.changes["email"]["after"] for row in audit_rows)
+    created_events = (
+        await db.execute(select(Event).where(Event.organization_id == organization_id, Event.type == "contact.created"))
+    ).scalars().all()
+    assert sorted(e.data["email"] for e in created_events) == ["a@example.com", "b@example.com"]
+
+
+async def test_a_worker_that_died_mid_import_is_resumed_without_loss_or_double_writes(
+    client: httpx.AsyncClient, tenant: Tenant, app: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch, db: Any
+) -> None:
+    monkeypatch.setattr(settings, "imports_chunk_rows", 3)
+    content = "email\n" + "".join(f"p{i}@example.com\n" for i in range(10))
+    created = await _upload(client, tenant, content.encode())
+    import_id = uuid.UUID(created.json()["id"])
+    organization_id = uuid.UUID(tenant.organization_id)
+    calls = 0
+    real_write = imports.write_chunk
+
+    async def dies_in_the_third_chunk(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("worker killed")
+        return await real_write(*args, **kwargs)
+
+    monkeypatch.setattr(imports, "write_chunk", dies_in_the_third_chunk)
+    with pytest.raises(RuntimeError):
+        await imports.run_import(app.state.session_factory, organization_id, import_id)
+    stalled = (await client.get(f"/api/v1/imports/{import_id}", headers=tenant.headers)).json()
+    assert (stalled["status"], stalled["processed"], stalled["created"]) == ("running", 6, 6)
+    # Another run cannot take it while the first one's heartbeat is fresh…
+    assert await imports.run_import(app.state.session_factory, organization_id, import_id) == "not claimable"
+    await db.execute(
+        update(DataImport).where(DataImport.id == import_id).values(heartbeat_at=DataImport.heartbeat_at - imports.STALE_AFTER)
+    )
+    await db.commit()
+    assert await imports.sweep(app.state.session_factory) == [(organization_id, import_id)]
+    assert await imports.run_import(app.state.session_factory, organization_id, import_id) == "done"
+    result = (await client.get(f"/api/v1/imports/{import_id}", headers=tenant.headers)).json()
+    assert (result["processed"], result["created"], result["runs"]) == (10, 10, 2)
+    emails = (await db.execute(select(Contact.email).where(Contact.organization_id == organization_id))).scalars()
+    assert sorted(emails) == sorted(f"p{i}@example.com" for i in range(10))
+
+
+async def test_cancel_stops_the_import(client: httpx.AsyncClient, tenant: Tenant, app: Any) -> None:
+    created = await _upload(client, tenant, b"email\na@example.com\n")
+    import_id = created.json()["id"]
+    cancelled = await client.post(f"/api/v1/imports/{import_id}/cancel", headers=tenant.headers)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    again = await client.post(f"/api/v1/imports/{import_id}/cancel", headers=tenant.headers)
+    assert again.status_code == 409
+    ran = await imports.run_import(app.state.session_factory, uuid.UUID(tenant.organization_id), uuid.UUID(import_id))
+    assert ran == "not claimable"
+    assert await _contacts(client, tenant) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "fields", "message"),
+    [
+        (b"", {}, "empty"),
+        (b"name,email\n", {}, "no rows"),
+        (b"colour,size\nred,1\n", {}, "No column could be mapped"),
+        (b"email,email\na@example.com,b@example.com\n", {}, "repeated: email"),
+        (b"email\na@example.com\n", {"mapping": '{"email": "shoe_size"}'}, "not a field of contacts"),
+        (b"email\na@example.com\n", {"mapping": '{"nope": "email"}'}, "not in the file"),
+        (b"email\na@example.com\n", {"mapping": "{oops"}, "not JSON"),
+        (b"email\na@example.com\n", {"mode": "merge"}, "mode"),
+        (b"email\na@example.com\n", {"mapping": '{"email": "custom_fields.nope"}'}, "No custom field"),
+    ],
+)
+async def test_files_and_forms_that_cannot_be_imported_are_refused(
+    client: httpx.AsyncClient, tenant: Tenant, content: bytes, fields: dict[str, str], message: str
+) -> None:
+    reply = await _upload(client, tenant, content, **fields)
+    assert reply.status_code == 422, reply.text
+    assert reply.headers["content-type"] == PROBLEM
+    assert message in reply.text
+
+
+async def test_limits_are_settings(
+    client: httpx.AsyncClient, tenant: Tenant, app: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "imports_max_file_mb", 0.001)
+    too_big = await _upload(client, tenant, b"email\n" + b"a@example.com\n" * 200)
+    assert too_big.status_code == 413 and too_big.json()["limit"] == 1048
+    monkeypatch.setattr(settings, "imports_max_file_mb", 10)
+    monkeypatch.setattr(settings, "imports_max_columns", 5)
+    wide = await _upload(client, tenant, ",".join(f"c{i}" for i in range(6)).encode() + b"\n1,2,3,4,5,6\n")
+    assert wide.status_code == 422 and "limit is 5" in wide.text
+    monkeypatch.setattr(settings, "imports_max_cell_chars", 100)
+    result = await _import(client, tenant, app, b"name,title\nA,short\nB," + b"x" * 101 + b"\n")
+    assert (result["created"], result["failed"]) == (1, 1)
+    [error] = await _errors(client, tenant, result["id"])
+    assert "limit of 100" in error["reason"]
+
+
+async def test_another_organisations_import_is_a_404(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    created = await _upload(client, tenant, b"email\na@example.com\n")
+    import_id = created.json()["id"]
+    for method, path in [
+        ("GET", f"/api/v1/imports/{import_id}"),
+        ("GET", f"/api/v1/imports/{import_id}/errors"),
+        ("POST", f"/api/v1/imports/{import_id}/cancel"),
+    ]:
+        reply = await client.request(method, path, headers=other_tenant.headers)
+        assert reply.status_code == 404, (method, path)
+
+
+async def test_an_api_key_needs_the_write_scope_and_sees_only_its_own_imports(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    reader = await add_api_key(client, tenant, scopes=["contacts:read"])
+    refused = await client.post(
+        "/api/v1/imports",
+        headers=reader,
+        files={"file": ("a.csv", b"email\na@example.com\n")},
+        data={"entity": "contacts"},
+    )
+    assert refused.status_code == 403
+    writer = await add_api_key(client, tenant, scopes=["contacts:write", "contacts:read"])
+    mine = await _upload(client, tenant, b"email\na@example.com\n")
+    theirs = await client.get(f"/api/v1/imports/{mine.json()['id']}", headers=writer)
+    assert theirs.status_code == 403
