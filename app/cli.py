@@ -1,4 +1,4 @@
-"""The `rapport` command: serve, api, worker, migrate, create-org, export, openapi."""
+"""The `rapport` command: serve, api, worker, migrate, create-org, import, export, openapi."""
 
 from __future__ import annotations
 
@@ -211,6 +211,95 @@ def create_org(
         console.print(f"[red]{error.detail}[/]")
         raise typer.Exit(1) from error
     typer.echo(json.dumps({"organization_id": organization_id, "user_id": user_id}))
+
+
+@cli.command(name="import")
+def import_file(
+    file: Annotated[Path, typer.Argument(help="A CSV (UTF-8, GB18030/GBK) or XLSX file", exists=True, dir_okay=False)],
+    entity: Annotated[str, typer.Option(help="contacts or companies")],
+    mode: Annotated[str, typer.Option(help="create, upsert or skip_duplicates")] = "create",
+    mapping: Annotated[
+        Path | None, typer.Option(help='A JSON file {"column header": "field"}; automatic when omitted', exists=True)
+    ] = None,
+    org: Annotated[str | None, typer.Option(help="The organisation's id (needed when there are several)")] = None,
+    errors: Annotated[Path | None, typer.Option(help="Write the failed and skipped rows to this CSV file")] = None,
+) -> None:
+    """Import a file here and now, as the organisation's first owner, with a progress bar and a
+    summary: the same checks, chunks and audit as `POST /api/v1/imports`, without a worker."""
+    import uuid
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from app.core.db import create_engine, create_session_factory
+    from app.models.data_import import DataImport
+    from app.schemas.data_import import ImportCreate
+    from app.services import imports, organizations
+
+    try:
+        data = ImportCreate.model_validate(
+            {"entity": entity, "mode": mode, "mapping": json.loads(mapping.read_text()) if mapping else None}
+        )
+        organization_id = uuid.UUID(org) if org else None
+    except ValueError as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(2) from error
+
+    async def run() -> tuple[DataImport, int]:
+        engine = create_engine(get_settings(), pool_size=2)
+        sessions = create_session_factory(engine)
+        try:
+            async with sessions() as session, session.begin():
+                principal = await organizations.operator_principal(
+                    session, organization_id or await organizations.sole_organization_id(session)
+                )
+                with file.open("rb") as handle:
+                    created = await imports.create_import(
+                        session, principal, data=data, file=handle, file_name=file.name
+                    )
+            job = asyncio.create_task(imports.run_import(sessions, created.organization_id, created.id))
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            with Progress(*columns, console=console) as progress:
+                bar = progress.add_task(f"Importing {file.name}", total=None)
+                while True:
+                    done = job.done()
+                    async with sessions() as session:
+                        state = await imports.get_import(session, principal, created.id)
+                    progress.update(bar, total=state.total, completed=state.processed)
+                    if done:
+                        break
+                    await asyncio.wait({job}, timeout=0.5)
+            job.result()
+            written = 0
+            if errors is not None:
+                async with sessions() as session:
+                    lines = await imports.issues_csv(session, principal, created.id, sessions)
+                    with errors.open("w", encoding="utf-8", newline="") as output:
+                        async for line in lines:
+                            output.write(line)
+                            written += 1
+            return state, max(written - 1, 0)
+        finally:
+            await engine.dispose()
+
+    try:
+        state, error_rows = asyncio.run(run())
+    except DomainError as error:
+        console.print(f"[red]{error.detail}[/]")
+        raise typer.Exit(1) from error
+    summary = Table(title=f"{file.name}: {state.status}")
+    counts = ("total", "created", "updated", "unchanged", "skipped", "failed", "companies_created")
+    for name in counts:
+        summary.add_column(name.replace("_", " "), justify="right")
+    summary.add_row(*(str(getattr(state, name) or 0) for name in counts))
+    console.print(summary)
+    if state.error:
+        console.print(f"[red]{state.error}[/]")
+    if errors is not None:
+        console.print(f"Wrote {error_rows} failed or skipped rows to {errors}")
+    typer.echo(json.dumps({"import_id": str(state.id), "status": state.status}))
+    if state.status != "done":
+        raise typer.Exit(1)
 
 
 @cli.command()

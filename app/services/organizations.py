@@ -133,3 +133,11 @@ async def operator_principal(session: AsyncSession, organization_id: uuid.UUID) 
     return Principal(
         organization_id=organization_id, kind="user", id=owner.id, role=Role.owner, scopes=ROLE_SCOPES[Role.owner]
     )
+
+
+async def sole_organization_id(session: AsyncSession) -> uuid.UUID:
+    """The organisation of a single-organisation installation, for commands given no `--org`."""
+    ids = (await session.execute(select(Organization.id).order_by(Organization.created_at).limit(2))).scalars().all()
+    if len(ids) != 1:
+        raise NotFound("There is no organisation yet" if not ids else "There are several organisations: give --org")
+    return ids[0]
