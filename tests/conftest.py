@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 import uuid
 import warnings
@@ -153,3 +156,25 @@ async def relay(app: Any, settings: Settings) -> AsyncIterator[Any]:
         yield Relay(app.state.session_factory, http, settings)
     finally:
         await http.close()
+
+
+@pytest.fixture
+def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Any]:
+    """Starts `rapport worker` processes (with extra environment); stops those still running."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(**extra_env: str) -> subprocess.Popen[bytes]:
+        # Files jobs write or read (exports, imports) live in the test's own directory.
+        env = {**os.environ, "RAPPORT_DATA_DIR": str(tmp_path), **extra_env}
+        process = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()

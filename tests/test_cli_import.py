@@ -56,5 +56,7 @@ def test_import_refuses_bad_arguments(tmp_path: Path) -> None:
     source.write_text("email\na@example.com\n")
     wrong_mode = _import(tmp_path, str(source), "--entity", "contacts", "--mode", "merge")
     assert wrong_mode.returncode == 2 and "mode" in wrong_mode.stderr
-    unknown_org = _import(tmp_path, str(source), "--entity", "contacts", "--org", "01a00000-0000-7000-8000-000000000000")
+    unknown_org = _import(
+        tmp_path, str(source), "--entity", "contacts", "--org", "01a00000-0000-7000-8000-000000000000"
+    )
     assert unknown_org.returncode == 1 and "No organisation" in unknown_org.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,7 @@ async def _upload(
     )
 
 
-async def _import(
-    client: httpx.AsyncClient, tenant: Tenant, app: Any, content: bytes, **fields: str
-) -> dict[str, Any]:
+async def _import(client: httpx.AsyncClient, tenant: Tenant, app: Any, content: bytes, **fields: str) -> dict[str, Any]:
     created = await _upload(client, tenant, content, **fields)
     assert created.status_code == 202, created.text
     assert created.json()["status"] == "pending"
@@ -128,15 +127,15 @@ async def test_bad_rows_fail_alone_and_are_listed_with_their_reason(
     client: httpx.AsyncClient, tenant: Tenant, app: Any
 ) -> None:
     content = (
-        "name,email,phone\n"
-        "Good One,good@example.com,13800138000\n"
-        "Bad Mail,not-an-email,\n"
-        "Bad Phone,phone@example.com,12\n"
-        '"broken"quote,x@example.com,\n'
-        "Too,many,cells,here\n"
-        "\n"
-        "Twice,good@example.com,\n"
-    ).encode()
+        b"name,email,phone\n"
+        b"Good One,good@example.com,13800138000\n"
+        b"Bad Mail,not-an-email,\n"
+        b"Bad Phone,phone@example.com,12\n"
+        b'"broken"quote,x@example.com,\n'
+        b"Too,many,cells,here\n"
+        b"\n"
+        b"Twice,good@example.com,\n"
+    )
     result = await _import(client, tenant, app, content, mode="skip_duplicates")
     assert (result["created"], result["failed"], result["skipped"]) == (1, 4, 2)
     errors = await _errors(client, tenant, result["id"])
@@ -171,7 +170,7 @@ async def test_an_explicit_mapping_and_upsert_by_external_id(
     mapping = '{"Ref": "external_id", "Given": "first_name", "Family": "last_name", "Labels": "tags"}'
     result = await _import(client, tenant, app, first, mapping=mapping)
     assert result["created"] == 1 and result["ignored_columns"] == []
-    changed = "Ref,Given,Family,Labels\nERP-1,Wei,Chang,vip\n".encode()
+    changed = b"Ref,Given,Family,Labels\nERP-1,Wei,Chang,vip\n"
     result = await _import(client, tenant, app, changed, mapping=mapping, mode="upsert")
     assert result["updated"] == 1
     [contact] = await _contacts(client, tenant)
@@ -187,16 +186,28 @@ async def test_imported_records_are_audited_and_announced(
     result = await _import(client, tenant, app, b"email\na@example.com\nb@example.com\n")
     organization_id = uuid.UUID(tenant.organization_id)
     audit_rows = (
-        await db.execute(
-            select(AuditEntry).where(AuditEntry.organization_id == organization_id, AuditEntry.entity_type == "contact")
+        (
+            await db.execute(
+                select(AuditEntry).where(
+                    AuditEntry.organization_id == organization_id, AuditEntry.entity_type == "contact"
+                )
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     assert len(audit_rows) == 2
     assert {row.request_id for row in audit_rows} == {f"import:{result['id']}"}
     assert all(row.changes["email"]["after"] for row in audit_rows)
     created_events = (
-        await db.execute(select(Event).where(Event.organization_id == organization_id, Event.type == "contact.created"))
-    ).scalars().all()
+        (
+            await db.execute(
+                select(Event).where(Event.organization_id == organization_id, Event.type == "contact.created")
+            )
+        )
+        .scalars()
+        .all()
+    )
     assert sorted(e.data["email"] for e in created_events) == ["a@example.com", "b@example.com"]
 
 
@@ -226,7 +237,9 @@ async def test_a_worker_that_died_mid_import_is_resumed_without_loss_or_double_w
     # Another run cannot take it while the first one's heartbeat is fresh…
     assert await imports.run_import(app.state.session_factory, organization_id, import_id) == "not claimable"
     await db.execute(
-        update(DataImport).where(DataImport.id == import_id).values(heartbeat_at=DataImport.heartbeat_at - imports.STALE_AFTER)
+        update(DataImport)
+        .where(DataImport.id == import_id)
+        .values(heartbeat_at=DataImport.heartbeat_at - timedelta(seconds=settings.imports_stale_after_seconds))
     )
     await db.commit()
     assert await imports.sweep(app.state.session_factory) == [(organization_id, import_id)]

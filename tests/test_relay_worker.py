@@ -3,49 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from aiohttp import web
 
 from app.core.settings import Settings
 from tests.helpers import Tenant
 from tests.receiver import Received, Receiver
 
-
-@pytest.fixture
-def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Any]:
-    started: list[subprocess.Popen[bytes]] = []
-    env = {
-        **os.environ,
-        # Jobs other tests queued (exports) write their files here, not into the checkout.
-        "RAPPORT_DATA_DIR": str(tmp_path),
-        # Small shares and a short timeout (hence short leases), so a killed worker's leases run
-        # out quickly and a burst takes long enough to be interrupted.
-        "RAPPORT_WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT": "2",
-        "RAPPORT_WEBHOOKS_TIMEOUT_SECONDS": "2",
-    }
-
-    def start() -> subprocess.Popen[bytes]:
-        process = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+# Small shares and a short timeout (hence short leases), so a killed worker's leases run out
+# quickly and a burst takes long enough to be interrupted.
+RELAY_ENV = {"RAPPORT_WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT": "2", "RAPPORT_WEBHOOKS_TIMEOUT_SECONDS": "2"}
 
 
 def _ids(received: list[Received]) -> set[str]:
@@ -76,7 +45,7 @@ async def test_a_killed_worker_loses_no_event(
         "/api/v1/webhooks", headers=tenant.headers, json={"url": receiver.url(), "events": ["contact.*"]}
     )
     assert created.status_code == 201
-    worker = start_worker()
+    worker = start_worker(**RELAY_ENV)
 
     # Woken by the commit: the first event arrives without waiting for a sweep.
     await client.post("/api/v1/contacts", headers=tenant.headers, json={"first_name": "第一"})
@@ -93,7 +62,7 @@ async def test_a_killed_worker_loses_no_event(
     delivered_before_the_kill = len(_ids(receiver.received))
     assert delivered_before_the_kill < 301
 
-    start_worker()
+    start_worker(**RELAY_ENV)
     expected = await _event_ids(client, tenant)
     assert len(expected) == 301
     await receiver.wait_for(lambda: _ids(receiver.received) >= expected, within=90)

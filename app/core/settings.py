@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     imports_chunk_rows: int = Field(
         default=5000, ge=1, le=50_000, description="Rows an import writes (and commits) at a time"
     )
+    imports_stale_after_seconds: float = Field(
+        default=120, gt=0, description="A running import with no chunk committed for this long is resumed by the sweep"
+    )
     csv_max_rows: int = Field(
         default=10_000, ge=1, description="Records a list or search answers as CSV (`Accept: text/csv`) at most"
     )

@@ -64,8 +64,6 @@ _KINDS: Final[dict[str, tuple[BatchRules[Any], Scope, CustomFieldEntity]]] = {
     "contacts": (CONTACT_BATCHES, Scope.contacts_write, CustomFieldEntity.contact),
     "companies": (COMPANY_BATCHES, Scope.companies_write, CustomFieldEntity.company),
 }
-# A running import whose run has not committed a chunk for this long has lost its worker.
-STALE_AFTER: Final = timedelta(minutes=2)
 # A file that stopped every run this many times (a row that breaks the job) is given up.
 MAX_RUNS: Final = 5
 _COPY_BLOCK: Final = 1024 * 1024
@@ -77,6 +75,11 @@ def import_path(settings: Settings, data_import: DataImport) -> Path:
     return (
         settings.data_dir / "imports" / str(data_import.organization_id) / f"{data_import.id}.{data_import.file_format}"
     )
+
+
+def _stale_after(settings: Settings) -> timedelta:
+    """A running import whose run has not committed a chunk for this long has lost its worker."""
+    return timedelta(seconds=settings.imports_stale_after_seconds)
 
 
 def limits(settings: Settings) -> Limits:
@@ -275,7 +278,7 @@ async def run_import(
                     DataImport.id == import_id,
                     or_(
                         DataImport.status == "pending",
-                        (DataImport.status == "running") & (DataImport.heartbeat_at < now - STALE_AFTER),
+                        (DataImport.status == "running") & (DataImport.heartbeat_at < now - _stale_after(settings)),
                     ),
                 )
                 .values(
@@ -559,12 +562,13 @@ async def _companies_for(
 async def sweep(sessions: async_sessionmaker[AsyncSession]) -> list[tuple[uuid.UUID, uuid.UUID]]:
     """Imports whose job was lost (never enqueued, or its worker died mid-run), to run again."""
     now = utcnow()
+    stale = now - _stale_after(get_settings())
     async with sessions() as session:
         rows = await session.execute(
             select(DataImport.organization_id, DataImport.id).where(
                 or_(
                     (DataImport.status == "pending") & (DataImport.created_at < now - timedelta(seconds=30)),
-                    (DataImport.status == "running") & (DataImport.heartbeat_at < now - STALE_AFTER),
+                    (DataImport.status == "running") & (DataImport.heartbeat_at < stale),
                 )
             )
         )
