@@ -12,8 +12,9 @@ from typing import Any
 import httpx
 import pytest
 from openpyxl import Workbook
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
+from app.core import audit
 from app.core.settings import Settings
 from app.models.audit import AuditEntry
 from app.models.contact import Contact
@@ -199,6 +200,10 @@ async def test_imported_records_are_audited_and_announced(
     assert len(audit_rows) == 2
     assert {row.request_id for row in audit_rows} == {f"import:{result['id']}"}
     assert all(row.changes["email"]["after"] for row in audit_rows)
+    # The same changes an API create records for the row as stored.
+    for row in audit_rows:
+        contact = await db.get(Contact, (organization_id, row.entity_id))
+        assert row.changes == audit.creation(audit.snapshot(contact))
     created_events = (
         (
             await db.execute(
@@ -331,3 +336,65 @@ async def test_an_api_key_needs_the_write_scope_and_sees_only_its_own_imports(
     mine = await _upload(client, tenant, b"email\na@example.com\n")
     theirs = await client.get(f"/api/v1/imports/{mine.json()['id']}", headers=writer)
     assert theirs.status_code == 403
+
+
+async def test_imported_rows_carry_the_grams_the_database_would_make(
+    client: httpx.AsyncClient, tenant: Tenant, app: Any, db: Any
+) -> None:
+    await _import(client, tenant, app, "联系人,邮箱,电话,公司\n张伟,zhang@example.cn,13800138000,天元\n".encode())
+    row = (
+        await db.execute(
+            text(
+                "SELECT search_grams, rapport_search_grams(search_text || chr(31) || company_search_text) AS made "
+                "FROM contacts WHERE organization_id = :org"
+            ),
+            {"org": tenant.organization_id},
+        )
+    ).one()
+    assert set(row.search_grams) == set(row.made) and {"张伟", "天元", "138"} <= set(row.search_grams)
+    found = await client.get("/api/v1/contacts", params={"q": "天元"}, headers=tenant.headers)
+    assert [c["email"] for c in found.json()["items"]] == ["zhang@example.cn"]
+
+
+async def test_a_companies_import_keeps_the_customer_id_as_external_id(
+    client: httpx.AsyncClient, tenant: Tenant, app: Any
+) -> None:
+    content = (
+        "客户ID,客户名称,行业,网站,联系人\nC001,A公司,零售,https://www.a-gongsi.cn/about,王先生\nC002,天元集团,金融,,\n"
+    )
+    result = await _import(client, tenant, app, content.encode(), entity="companies")
+    assert result["created"] == 2 and result["ignored_columns"] == ["联系人"]
+    companies = (await client.get("/api/v1/companies", headers=tenant.headers)).json()["items"]
+    assert sorted((c["external_id"], c["name"], c["industry"], c["domain"]) for c in companies) == [
+        ("C001", "A公司", "零售", "a-gongsi.cn"),
+        ("C002", "天元集团", "金融", None),
+    ]
+    again = await _import(client, tenant, app, content.encode(), entity="companies", mode="upsert")
+    assert again["unchanged"] == 2
+
+
+async def test_with_the_merge_rule_a_create_import_fills_in_the_email_twin(
+    client: httpx.AsyncClient, tenant: Tenant, app: Any
+) -> None:
+    await client.patch("/api/v1/organization", headers=tenant.headers, json={"merge_email_duplicates": True})
+    existing = await client.post(
+        "/api/v1/contacts", headers=tenant.headers, json={"email": "li.na@example.cn", "first_name": "娜"}
+    )
+    result = await _import(client, tenant, app, "邮箱,联系人,职位\nli.na@example.cn,李娜,主管\n".encode())
+    assert (result["created"], result["updated"]) == (0, 1)
+    [contact] = await _contacts(client, tenant)
+    assert contact["id"] == existing.json()["id"]
+    assert (contact["first_name"], contact["last_name"], contact["title"]) == ("娜", "李", "主管")
+
+
+async def test_owners_are_given_by_email_and_unknown_ones_fail_the_row(
+    client: httpx.AsyncClient, tenant: Tenant, app: Any
+) -> None:
+    me = (await client.get("/api/v1/auth/me", headers=tenant.headers)).json()["user"]
+    content = f"email,负责人\na@example.com,{me['email'].upper()}\nb@example.com,nobody@example.com\n"
+    result = await _import(client, tenant, app, content.encode())
+    assert (result["created"], result["failed"]) == (1, 1)
+    [contact] = await _contacts(client, tenant)
+    assert contact["owner_id"] == me["id"]
+    [error] = await _errors(client, tenant, result["id"])
+    assert "owner" in error["reason"] and "nobody@example.com" in error["reason"]

@@ -68,6 +68,16 @@ def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> Changes:
     }
 
 
+def creation_from_values(values: Mapping[str, Any]) -> Changes:
+    """A new row's changes from its column values, as `creation(snapshot(row))` gives them, for
+    bulk writers that hold the values already (JSON-converted only where not empty)."""
+    return {
+        key: {"before": None, "after": _masked(jsonable(value))}
+        for key, value in sorted(values.items())
+        if key not in _NOT_AUDITED and value not in (None, [], {})
+    }
+
+
 def creation(after: Mapping[str, Any]) -> Changes:
     return {
         key: {"before": None, "after": value} for key, value in sorted(after.items()) if value not in (None, [], {})

@@ -148,10 +148,12 @@ def insert_values(record: Any) -> dict[str, Any]:
     """A new ORM object's column values, with the Python-side defaults an ORM insert would have
     filled in, set on the object too (its audit row and event show them): for `copy_rows`."""
     values: dict[str, Any] = {}
+    # The instance dict, not the attributes: a bulk write reads every column of every row.
+    present = record.__dict__
     for column in record.__table__.columns:
         if column.computed is not None:
             continue
-        value = getattr(record, column.key, None)
+        value = present.get(column.key)
         if value is None and column.default is not None:
             default = column.default
             value = default.arg(None) if default.is_callable else default.arg
@@ -167,20 +169,17 @@ async def copy_rows(session: AsyncSession, model: type[Any], rows: Sequence[Mapp
         return
     table: Table = model.__table__
     columns = [column for column in table.columns if column.computed is None]
-    json_columns = {column.name for column in columns if isinstance(column.type, JSON)}
-    records = [tuple(_copy_value(row.get(c.name), c.name in json_columns) for c in columns) for row in rows]
+    names = [column.name for column in columns]
+    json_positions = [i for i, column in enumerate(columns) if isinstance(column.type, JSON)]
+    records = []
+    for row in rows:
+        values = [row.get(name) for name in names]
+        for position in json_positions:
+            if values[position] is not None:
+                values[position] = _json_dumps(values[position])
+        records.append([value.value if isinstance(value, StrEnum) else value for value in values])
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-        table.name, records=records, columns=[column.name for column in columns]
+        table.name, records=records, columns=names
     )
-
-
-def _copy_value(value: Any, is_json: bool) -> Any:
-    if value is None:
-        return None
-    if is_json:
-        return _json_dumps(value)
-    if isinstance(value, StrEnum):
-        return value.value
-    return value

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Computed, ForeignKeyConstraint, Index, String, Text, text
+from sqlalchemy import ForeignKeyConstraint, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -68,12 +68,9 @@ class Company(TenantMixin, AddressMixin, TimestampMixin, ArchivableMixin, Versio
     external_id: Mapped[str | None] = mapped_column(String(200), default=None)
     custom_fields: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
 
-    # Normalised text behind `?q=`; the grams are computed by the database from it. Deferred:
+    # Normalised text behind `?q=`. Deferred:
     # only searches use them, and no read needs to carry them.
     search_text: Mapped[str] = mapped_column(Text, default="", server_default="", deferred=True)
-    search_grams: Mapped[list[str]] = mapped_column(
-        ARRAY(Text),
-        Computed("rapport_search_grams(search_text)", persisted=True),
-        deferred=True,
-    )
+    # Filled in by a trigger from the text above unless the writer gives them (see text_search).
+    search_grams: Mapped[list[str]] = mapped_column(ARRAY(Text), deferred=True)
     merged_into_id: Mapped[uuid.UUID | None] = mapped_column(default=None)

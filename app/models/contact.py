@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Computed, ForeignKeyConstraint, Index, String, Text, text
+from sqlalchemy import ForeignKeyConstraint, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -85,18 +85,12 @@ class Contact(TenantMixin, AddressMixin, TimestampMixin, ArchivableMixin, Versio
     email_opt_in_source: Mapped[str | None] = mapped_column(String(100), default=None)
 
     # Normalised text behind `?q=`: the contact's own names, e-mails and phones, and its
-    # company's name (kept apart so a company rename is one UPDATE). Grams come from the database.
+    # company's name (kept apart so a company rename is one UPDATE).
     # Deferred: only searches use them, and no read needs to carry them.
     search_text: Mapped[str] = mapped_column(Text, default="", server_default="", deferred=True)
     company_search_text: Mapped[str] = mapped_column(Text, default="", server_default="", deferred=True)
-    search_grams: Mapped[list[str]] = mapped_column(
-        ARRAY(Text),
-        Computed(
-            "rapport_search_grams(search_text || chr(31) || company_search_text)",
-            persisted=True,
-        ),
-        deferred=True,
-    )
+    # Filled in by a trigger from the text above unless the writer gives them (see text_search).
+    search_grams: Mapped[list[str]] = mapped_column(ARRAY(Text), deferred=True)
     # Set by an erase (GDPR): the personal fields are gone for good, the row stays for aggregates.
     erased_at: Mapped[datetime | None] = mapped_column(default=None)
     merged_into_id: Mapped[uuid.UUID | None] = mapped_column(default=None)

@@ -61,6 +61,7 @@ COMPANIES: RecordType[Company] = RecordType(
     search_columns=_search_columns,
     read_schema=CompanyRead,
     transitions={"owner_id": "assigned"},
+    gram_document=lambda company: company.search_text,
 )
 
 

@@ -92,6 +92,7 @@ CONTACTS: RecordType[Contact] = RecordType(
     search_columns=_search_columns,
     read_schema=ContactRead,
     transitions={"owner_id": "assigned", "lifecycle_stage": "lifecycle_stage_changed"},
+    gram_document=lambda contact: contact.search_text + text_search.SEPARATOR + contact.company_search_text,
 )
 
 

@@ -14,6 +14,7 @@ token, so a run that lost the import (taken over after a stall, or cancelled) wr
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
@@ -27,7 +28,7 @@ from typing import Any, BinaryIO, Final
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core import audit, csv_export, jobs
+from app.core import audit, csv_export, jobs, text_search
 from app.core.context import request_id_var
 from app.core.db import copy_rows, insert_values
 from app.core.enums import AuditAction, ContactSource, CustomFieldEntity, CustomFieldType
@@ -112,14 +113,16 @@ async def create_import(
     )
     staging = settings.data_dir / "imports" / str(principal.organization_id) / f"{data_import.id}.upload"
     try:
-        data_import.file_size = _store(file, staging, max_bytes=int(settings.imports_max_file_mb * 1024 * 1024))
-        table = _open(staging, settings)
+        # File work off the event loop: a large upload is copied and read in a thread.
+        max_bytes = int(settings.imports_max_file_mb * 1024 * 1024)
+        data_import.file_size = await asyncio.to_thread(_store, file, staging, max_bytes=max_bytes)
+        table = await asyncio.to_thread(_open, staging, settings)
         data_import.file_format = table.format.kind
         data_import.encoding = table.format.encoding
         data_import.delimiter = table.format.delimiter if table.format.kind == "csv" else None
         definitions = await custom_fields.definitions_for(session, principal.organization_id, entity)
         mapping = await _settle_mapping(session, principal, data, table.header, definitions)
-        if next(table.rows(), None) is None:
+        if not await asyncio.to_thread(_has_rows, table):
             raise ValidationFailed(FieldError(("body", "file"), "The file has a header but no rows"))
         os.replace(staging, import_path(settings, data_import))
     except BaseException:
@@ -146,6 +149,10 @@ def _store(file: BinaryIO, path: Path, *, max_bytes: int) -> int:
     if size == 0:
         raise ValidationFailed(FieldError(("body", "file"), "The file is empty"))
     return size
+
+
+def _has_rows(table: Table) -> bool:
+    return next(table.rows(), None) is not None
 
 
 def _open(path: Path, settings: Settings, file_format: FileFormat | None = None) -> Table:
@@ -464,16 +471,18 @@ async def write_chunk(
         record.id = new_id()
         if data_import.entity == "contacts":
             record.source = ContactSource.import_
-        new_rows.append(insert_values(record))
+        values = insert_values(record)
         audit_rows.append(
             audit.entry_values(
                 principal,
                 action=AuditAction.create,
                 entity_type=kind.label,
                 entity_id=record.id,
-                changes=audit.creation(audit.snapshot(record)),
+                changes=audit.creation_from_values(values),
             )
         )
+        values["search_grams"] = text_search.document_grams(kind.gram_document(record))
+        new_rows.append(values)
         records.emit_event(session, principal, kind, record, "created")
         plan.results[index] = BatchResult(index=index, status="created", id=record.id)
     await copy_rows(session, kind.model, new_rows)

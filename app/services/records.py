@@ -40,6 +40,8 @@ class RecordType(Generic[M]):
     read_schema: type[BaseModel]
     # Fields whose change is a domain transition with its own event (`owner_id` → `contact.assigned`).
     transitions: Mapping[str, str]
+    # The document a record's search grams are made of (as the database's trigger makes it).
+    gram_document: Callable[[Any], str]
 
     def repository(self, session: AsyncSession, principal: Principal) -> TenantRepository[M]:
         return TenantRepository(self.model, session, principal, label=self.label)
