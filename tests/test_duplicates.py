@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rapidfuzz import fuzz
 
+from app.services import duplicates
 from tests.helpers import Tenant, add_user
 
 
@@ -88,3 +93,19 @@ async def test_only_visible_records_pair(client: httpx.AsyncClient, tenant: Tena
     await _contact(client, sales, first_name="我", email="x@example.cn")
     assert (await _pairs(client, sales))["items"] == []
     assert len((await _pairs(client, tenant))["items"]) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet="张伟王芳 lina", min_size=1, max_size=8), min_size=2, max_size=6))
+def test_similar_names_are_those_token_sort_ratio_finds(names: list[str]) -> None:
+    members = [(uuid.uuid4(), name) for name in names]
+    pairs = duplicates._Pairs()
+    duplicates._similar_names([members], pairs)
+    found = {pair: round(float(p.reasons[0].split("(")[1].split("%")[0])) for pair, p in pairs.by_ids.items()}
+    expected = {}
+    for i, (a, name_a) in enumerate(members):
+        for b, name_b in members[i + 1 :]:
+            similarity = fuzz.token_sort_ratio(name_a, name_b)
+            if similarity >= duplicates.NAME_SIMILARITY:
+                expected[tuple(sorted((a, b)))] = round(similarity)
+    assert found == expected

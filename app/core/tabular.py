@@ -69,18 +69,34 @@ def detect(path: Path) -> FileFormat:
 
 
 def _encoding(sample: bytes) -> str:
+    """BOM, else UTF-8 when most lines with non-ASCII bytes are valid UTF-8 (a few pasted in from
+    another encoding then fail alone), else GB18030. GBK text is almost never valid UTF-8, so a
+    line that decodes as UTF-8 is strong evidence."""
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    for candidate in ("utf-8", "gb18030"):
-        try:
-            # Not final: the sample may end inside a character.
-            codecs.getincrementaldecoder(candidate)().decode(sample, final=False)
-        except UnicodeDecodeError:
-            continue
-        return candidate
-    return "utf-8"
+    lines = [line for line in sample.split(b"\n")[:-1] or [sample] if not line.isascii()]
+    if not lines:
+        return "utf-8"
+    valid = sum(1 for line in lines if _decodes(line, "utf-8"))
+    if valid * 2 >= len(lines):
+        return "utf-8"
+    return "gb18030" if _decodes(sample, "gb18030", final=False) else "utf-8"
+
+
+def _decodes(data: bytes, encoding: str, *, final: bool = True) -> bool:
+    try:
+        codecs.getincrementaldecoder(encoding)().decode(data, final=final)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _foreign_utf8(cells: list[str]) -> bool:
+    """A row of a GB18030 file whose bytes are UTF-8 text (GB18030 decodes them, as nonsense)."""
+    raw = "".join(cells).encode("gb18030", errors="surrogateescape")
+    return not raw.isascii() and _decodes(raw, "utf-8")
 
 
 class Table:
@@ -124,7 +140,7 @@ class Table:
             if len(cells) > width:
                 yield Row(number, [], f"The row has {len(cells)} cells; the header has {width} columns")
                 continue
-            if _UNDECODABLE.search("".join(cells)):
+            if _UNDECODABLE.search("".join(cells)) or (self.format.encoding == "gb18030" and _foreign_utf8(cells)):
                 yield Row(number, [], f"The row is not valid {self.format.encoding} text (the file's encoding)")
                 continue
             if any(len(cell) > self.limits.max_cell_chars for cell in cells):
