@@ -97,15 +97,17 @@ async def bare_copy(path: Path, organization_id: str) -> float:
         )
         started = time.perf_counter()
         with path.open("rb") as source:
-            await connection.copy_to_table(
-                "contacts", source=source, columns=COLUMNS, format="csv", header=True
-            )
+            await connection.copy_to_table("contacts", source=source, columns=COLUMNS, format="csv", header=True)
         elapsed = time.perf_counter() - started
         await transaction.rollback()
         await connection.execute("VACUUM contacts")
         return elapsed
     finally:
         await connection.close()
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -150,7 +152,7 @@ async def run(args: argparse.Namespace) -> None:
             copy_seconds = await bare_copy(path, organization_id)
             print(f"bare COPY: {args.rows} rows in {copy_seconds:.1f} s ({args.rows / copy_seconds:,.0f} rows/s)")
 
-            worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
+            worker = start_worker(env)
             try:
                 started = time.perf_counter()
                 with path.open("rb") as file:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from rapidfuzz import fuzz
 
 from app.services import duplicates
-from tests.helpers import Tenant, add_user
+from tests.helpers import Tenant, add_api_key, add_user
 
 
 async def _contact(client: httpx.AsyncClient, tenant: Tenant, **fields: Any) -> str:
@@ -109,3 +109,66 @@ def test_similar_names_are_those_token_sort_ratio_finds(names: list[str]) -> Non
             if similarity >= duplicates.NAME_SIMILARITY:
                 expected[tuple(sorted((a, b)))] = round(similarity)
     assert found == expected
+
+
+async def _scan(client: httpx.AsyncClient, tenant: Tenant, app: Any, path: str = "contacts") -> dict[str, Any]:
+    requested = await client.post(f"/api/v1/{path}/duplicates/scans", headers=tenant.headers)
+    assert requested.status_code == 202, requested.text
+    scan_id = requested.json()["id"]
+    assert requested.headers["location"] == f"/api/v1/{path}/duplicates/scans/{scan_id}"
+    organization_id = uuid.UUID(tenant.organization_id)
+    assert await duplicates.run_scan(app.state.session_factory, organization_id, uuid.UUID(scan_id)) == "done"
+    assert await duplicates.run_scan(app.state.session_factory, organization_id, uuid.UUID(scan_id)) == "not pending"
+    return (await client.get(f"/api/v1/{path}/duplicates/scans/{scan_id}", headers=tenant.headers)).json()  # type: ignore[no-any-return]
+
+
+async def test_a_stored_scan_serves_the_pages_until_the_next(
+    client: httpx.AsyncClient, tenant: Tenant, app: Any
+) -> None:
+    for i in range(3):
+        await _contact(client, tenant, first_name=f"甲{i}", email=f"same{i}@example.cn")
+        await _contact(client, tenant, first_name=f"乙{i}", email=f"same{i}@example.cn")
+    found_now = await _pairs(client, tenant)
+    assert found_now["scan_id"] is None and len(found_now["items"]) == 3
+    scan = await _scan(client, tenant, app)
+    assert (scan["status"], scan["pairs"]) == ("done", 3)
+    first = await _pairs(client, tenant, limit=2)
+    assert first["scan_id"] == scan["id"] and first["scanned_at"] == scan["finished_at"]
+    second = await _pairs(client, tenant, limit=2, cursor=first["next_cursor"])
+    stored = [p for page in (first, second) for p in page["items"]]
+    assert sorted(map(str, stored)) == sorted(map(str, found_now["items"])) and second["next_cursor"] is None
+
+    # A pair whose record was archived (or merged) since the scan is no longer listed…
+    archived = stored[0]["ids"][0]
+    await client.delete(f"/api/v1/contacts/{archived}", headers=tenant.headers)
+    assert len((await _pairs(client, tenant))["items"]) == 2
+    # …and a new pair appears with the next scan, which replaces the last.
+    await _contact(client, tenant, first_name="丙", email="same2@example.cn")
+    newer = await _scan(client, tenant, app)
+    page = await _pairs(client, tenant)
+    assert page["scan_id"] == newer["id"] and len(page["items"]) == 4
+
+
+async def test_stored_pairs_respect_visibility_and_tenancy(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, app: Any
+) -> None:
+    await client.patch("/api/v1/organization", headers=tenant.headers, json={"record_visibility": "own"})
+    sales = await add_user(client, tenant, "sales")
+    await _contact(client, tenant, first_name="老板", email="x@example.cn")
+    await _contact(client, sales, first_name="我", email="x@example.cn")
+    scan = await _scan(client, tenant, app)
+    assert scan["pairs"] == 1
+    assert (await _pairs(client, sales))["items"] == []
+    assert len((await _pairs(client, tenant))["items"]) == 1
+    missing = await client.get(f"/api/v1/contacts/duplicates/scans/{scan['id']}", headers=other_tenant.headers)
+    assert missing.status_code == 404
+    wrong_kind = await client.get(f"/api/v1/companies/duplicates/scans/{scan['id']}", headers=tenant.headers)
+    assert wrong_kind.status_code == 404
+    company_scan = await _scan(client, tenant, app, "companies")
+    assert (company_scan["status"], company_scan["pairs"]) == ("done", 0)
+
+
+async def test_a_reader_cannot_start_a_scan(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    reader = await add_api_key(client, tenant, scopes=["contacts:read"])
+    refused = await client.post("/api/v1/contacts/duplicates/scans", headers=reader)
+    assert refused.status_code == 403

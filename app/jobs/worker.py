@@ -12,6 +12,7 @@ from app.core.db import create_engine, create_session_factory
 from app.core.logging import configure_logging
 from app.core.redis import arq_settings
 from app.core.settings import get_settings
+from app.jobs.duplicates import run_duplicate_scan, sweep_duplicate_scans
 from app.jobs.exports import run_export, sweep_exports
 from app.jobs.imports import run_import, sweep_imports
 from app.jobs.maintenance import (
@@ -23,6 +24,7 @@ from app.services import webhooks
 from app.services.relay import Relay
 
 IMPORT_JOB_TIMEOUT_SECONDS = 3 * 3600
+SCAN_JOB_TIMEOUT_SECONDS = 3600
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -79,6 +81,8 @@ class WorkerSettings:
         # so a run cut short is resumed by the sweep, not redone.
         func(run_import, timeout=IMPORT_JOB_TIMEOUT_SECONDS),
         func(sweep_imports, timeout=IMPORT_JOB_TIMEOUT_SECONDS),
+        func(run_duplicate_scan, timeout=SCAN_JOB_TIMEOUT_SECONDS),
+        func(sweep_duplicate_scans, timeout=SCAN_JOB_TIMEOUT_SECONDS),
         # No result kept: the relay job's fixed id must be free again as soon as it ends.
         func(relay_events, keep_result=0, timeout=RELAY_JOB_TIMEOUT_SECONDS),
     ]
@@ -91,6 +95,7 @@ class WorkerSettings:
         # Claims are conditional updates, so a duplicate run finds nothing to do.
         cron(sweep_exports, second={40}, run_at_startup=True),
         cron(sweep_imports, second={50}, run_at_startup=True, timeout=IMPORT_JOB_TIMEOUT_SECONDS),
+        cron(sweep_duplicate_scans, second={20}, run_at_startup=True, timeout=SCAN_JOB_TIMEOUT_SECONDS),
         cron(
             sweep_events,
             second=set(range(0, 60, 5)),

@@ -6,6 +6,7 @@ from app.models.company import Company
 from app.models.contact import Contact
 from app.models.custom_field import CustomFieldDefinition
 from app.models.data_import import DataImport, ImportIssue
+from app.models.duplicate import DuplicateScan, ScannedPair
 from app.models.event import Event, EventFanout, EventStream
 from app.models.export import Export
 from app.models.idempotency import IdempotencyRecord
@@ -27,6 +28,7 @@ __all__ = [
     "Contact",
     "CustomFieldDefinition",
     "DataImport",
+    "DuplicateScan",
     "Event",
     "EventFanout",
     "EventStream",
@@ -35,6 +37,7 @@ __all__ = [
     "ImportIssue",
     "Organization",
     "RefreshToken",
+    "ScannedPair",
     "Team",
     "TeamMember",
     "User",

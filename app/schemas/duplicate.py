@@ -1,12 +1,14 @@
-"""Duplicate schemas: DuplicateRead (a likely pair) and its page."""
+"""Duplicate schemas: DuplicateRead (a likely pair) and its page; DuplicateScanRead (a stored scan)."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from app.schemas.common import Page
+from app.schemas.common import Page, ReadSchema
 
 
 class DuplicateRead(BaseModel):
@@ -16,4 +18,18 @@ class DuplicateRead(BaseModel):
 
 
 class DuplicatePage(Page[DuplicateRead]):
-    pass
+    scan_id: uuid.UUID | None = Field(
+        default=None, description="The stored scan the pairs come from; null when they were found for this request"
+    )
+    scanned_at: datetime | None = Field(default=None, description="When that scan finished")
+
+
+class DuplicateScanRead(ReadSchema):
+    id: uuid.UUID
+    entity: str
+    status: Literal["pending", "running", "done", "failed"]
+    pairs: int = Field(description="Pairs found (by the organisation's owner's sight; readers see their share)")
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None

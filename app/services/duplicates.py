@@ -13,21 +13,28 @@ from __future__ import annotations
 import base64
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Final
 
 import orjson
 from rapidfuzz import fuzz, process
-from sqlalchemy import and_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, delete, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core import text_search
-from app.core.errors import FieldError, ValidationFailed
+from app.core import jobs, text_search
+from app.core.db import copy_rows
+from app.core.errors import DomainError, FieldError, NotFound, ValidationFailed
+from app.core.ids import new_id
 from app.core.pagination import Page
 from app.core.principal import Principal
+from app.core.repository import TenantRepository
+from app.models.base import utcnow
 from app.models.company import Company
 from app.models.contact import Contact
+from app.models.duplicate import DuplicateScan, ScannedPair
+from app.services import organizations
 from app.services.companies import COMPANIES
 from app.services.contacts import CONTACTS
 from app.services.records import RecordType
@@ -39,6 +46,7 @@ SAME_NAME: Final = 0.6
 # A name similarity (0–100) at or above this, at the same company, is a reason.
 NAME_SIMILARITY: Final = 85.0
 NAME_WEIGHT: Final = 0.7
+_READ_PAGE: Final = 20_000
 
 
 @dataclass(slots=True)
@@ -47,9 +55,12 @@ class DuplicatePair:
     second_id: uuid.UUID
     reasons: list[str] = field(default_factory=list)
     weights: list[float] = field(default_factory=list)
+    stored_score: float | None = None  # a pair read back from a scan
 
     @property
     def score(self) -> float:
+        if self.stored_score is not None:
+            return self.stored_score
         missing = 1.0
         for weight in self.weights:
             missing *= 1 - weight
@@ -117,18 +128,33 @@ async def contact_pairs(session: AsyncSession, principal: Principal) -> list[Dup
         pairs.add(a, b, "same e-mail", SAME_EMAIL)
     for a, b, _ in await _same_value(session, principal, CONTACTS, "phone"):
         pairs.add(a, b, "same phone", SAME_PHONE)
-    rows = await session.execute(
+    # Read in company order, a page at a time (reads run outside a transaction, so no server-side
+    # cursor), with one company's contacts in memory at a time.
+    query = (
         CONTACTS.repository(session, principal)
         .scoped()
         .where(Contact.archived_at.is_(None), Contact.company_id.is_not(None))
-        .with_only_columns(Contact.id, Contact.company_id, Contact.first_name, Contact.last_name)
+        .with_only_columns(Contact.company_id, Contact.id, Contact.first_name, Contact.last_name)
+        .order_by(Contact.company_id, Contact.id)
+        .limit(_READ_PAGE)
     )
-    by_company: dict[uuid.UUID, list[tuple[uuid.UUID, str]]] = defaultdict(list)
-    for contact_id, company_id, first, last in rows:
-        name = text_search.normalize(" ".join(part for part in (last, first) if part))
-        if name and company_id is not None:
-            by_company[company_id].append((contact_id, name))
-    _similar_names(by_company.values(), pairs)
+    members: list[tuple[uuid.UUID, str]] = []
+    current: uuid.UUID | None = None
+    after: tuple[Any, Any] | None = None
+    while True:
+        page = query if after is None else query.where(tuple_(Contact.company_id, Contact.id) > after)
+        rows = (await session.execute(page)).all()
+        for company_id, contact_id, first, last in rows:
+            if company_id != current:
+                _similar_names([members], pairs)
+                members, current = [], company_id
+            name = text_search.normalize(" ".join(part for part in (last, first) if part))
+            if name:
+                members.append((contact_id, name))
+        if len(rows) < _READ_PAGE:
+            break
+        after = (rows[-1][0], rows[-1][1])
+    _similar_names([members], pairs)
     return _ranked(pairs)
 
 
@@ -176,3 +202,178 @@ def page_of(pairs: list[DuplicatePair], *, cursor: str | None, limit: int) -> Pa
         pairs = [p for p in pairs if (-p.score, p.first_id, p.second_id) > after]
     items = pairs[:limit]
     return Page(items=items, next_cursor=_cursor(items[-1]) if len(pairs) > limit else None)
+
+
+# ---------------------------------------------------------------------------- stored scans
+
+RUN_SCAN: Final = "run_duplicate_scan"
+# A running scan not finished after this is taken to have lost its worker, and runs again.
+_SCAN_STALE_AFTER: Final = timedelta(hours=1)
+PairFinder = Callable[[AsyncSession, Principal], Awaitable[list[DuplicatePair]]]
+_PAIR_FINDERS: Final[dict[str, tuple[RecordType[Any], PairFinder]]] = {
+    "contacts": (CONTACTS, contact_pairs),
+    "companies": (COMPANIES, company_pairs),
+}
+
+
+async def request_scan(session: AsyncSession, principal: Principal, entity: str) -> DuplicateScan:
+    """Queues an organisation-wide scan; its pairs replace the last scan's when it is done."""
+    scan = DuplicateScan(
+        organization_id=principal.organization_id,
+        entity=entity,
+        requested_by_type=principal.kind,
+        requested_by_id=principal.id,
+    )
+    session.add(scan)
+    await session.flush()
+    jobs.enqueue_after_commit(session, RUN_SCAN, str(scan.organization_id), str(scan.id))
+    return scan
+
+
+async def get_scan(session: AsyncSession, principal: Principal, entity: str, scan_id: uuid.UUID) -> DuplicateScan:
+    scan = await TenantRepository(DuplicateScan, session, principal, label="duplicate scan").get(scan_id)
+    if scan.entity != entity:
+        raise NotFound(f"No duplicate scan {scan_id} of {entity}")
+    return scan
+
+
+async def run_scan(sessions: async_sessionmaker[AsyncSession], organization_id: uuid.UUID, scan_id: uuid.UUID) -> str:
+    """Finds every pair as the organisation's owner sees them (readers see the pairs of records
+    visible to them) and stores them with the scan, in one transaction; the older scans of the
+    same records go. Idempotent: a scan already claimed or finished is left alone."""
+    async with sessions() as session, session.begin():
+        scan = (
+            await session.execute(
+                update(DuplicateScan)
+                .where(
+                    DuplicateScan.organization_id == organization_id,
+                    DuplicateScan.id == scan_id,
+                    DuplicateScan.status == "pending",
+                )
+                .values(status="running", started_at=utcnow())
+                .returning(DuplicateScan)
+            )
+        ).scalar_one_or_none()
+    if scan is None:
+        return "not pending"
+    _, find_pairs = _PAIR_FINDERS[scan.entity]
+    async with sessions() as session, session.begin():
+        try:
+            principal = await organizations.operator_principal(session, organization_id)
+        except DomainError as error:
+            await session.execute(
+                update(DuplicateScan)
+                .where(DuplicateScan.organization_id == organization_id, DuplicateScan.id == scan_id)
+                .values(status="failed", error=error.detail[:500], finished_at=utcnow())
+            )
+            return "failed"
+        pairs = await find_pairs(session, principal)
+        await copy_rows(
+            session,
+            ScannedPair,
+            [
+                {
+                    "organization_id": organization_id,
+                    "id": new_id(),
+                    "scan_id": scan_id,
+                    "first_id": pair.first_id,
+                    "second_id": pair.second_id,
+                    "score": pair.score,
+                    "reasons": pair.reasons,
+                }
+                for pair in pairs
+            ],
+        )
+        await session.execute(
+            delete(DuplicateScan).where(
+                DuplicateScan.organization_id == organization_id,
+                DuplicateScan.entity == scan.entity,
+                DuplicateScan.status == "done",
+                DuplicateScan.id != scan_id,
+            )
+        )
+        await session.execute(
+            update(DuplicateScan)
+            .where(DuplicateScan.organization_id == organization_id, DuplicateScan.id == scan_id)
+            .values(status="done", pairs=len(pairs), finished_at=utcnow())
+        )
+    return "done"
+
+
+async def latest_scan(session: AsyncSession, principal: Principal, entity: str) -> DuplicateScan | None:
+    return (
+        await session.execute(
+            select(DuplicateScan)
+            .where(
+                DuplicateScan.organization_id == principal.organization_id,
+                DuplicateScan.entity == entity,
+                DuplicateScan.status == "done",
+            )
+            .order_by(DuplicateScan.finished_at.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
+async def scanned_page(
+    session: AsyncSession, principal: Principal, scan: DuplicateScan, *, cursor: str | None, limit: int
+) -> Page[DuplicatePair]:
+    """A page of a stored scan's pairs, most likely first, without the pairs whose records have
+    since been archived or merged, or that the caller may not see."""
+    kind, _ = _PAIR_FINDERS[scan.entity]
+    model: Any = kind.model
+    live = kind.repository(session, principal).scoped().where(model.archived_at.is_(None)).with_only_columns(model.id)
+    statement = (
+        select(ScannedPair)
+        .where(
+            ScannedPair.organization_id == principal.organization_id,
+            ScannedPair.scan_id == scan.id,
+            ScannedPair.first_id.in_(live),
+            ScannedPair.second_id.in_(live),
+        )
+        .order_by(ScannedPair.score.desc(), ScannedPair.first_id, ScannedPair.second_id)
+        .limit(limit + 1)
+    )
+    if cursor is not None:
+        negative_score, first, second = _after(cursor)
+        score = -negative_score
+        statement = statement.where(
+            or_(
+                ScannedPair.score < score,
+                and_(ScannedPair.score == score, tuple_(ScannedPair.first_id, ScannedPair.second_id) > (first, second)),
+            )
+        )
+    rows = (await session.execute(statement)).scalars().all()
+    items = [
+        DuplicatePair(row.first_id, row.second_id, list(row.reasons), stored_score=row.score) for row in rows[:limit]
+    ]
+    return Page(items=items, next_cursor=_cursor(items[-1]) if len(rows) > limit else None)
+
+
+async def sweep_scans(sessions: async_sessionmaker[AsyncSession]) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Scans whose job was lost (never enqueued, or its worker died), pending again to run."""
+    now = utcnow()
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(DuplicateScan)
+            .where(DuplicateScan.status == "running", DuplicateScan.started_at < now - _SCAN_STALE_AFTER)
+            .values(status="pending")
+        )
+        waiting = await session.execute(
+            select(DuplicateScan.organization_id, DuplicateScan.id).where(
+                DuplicateScan.status == "pending", DuplicateScan.created_at < now - timedelta(seconds=30)
+            )
+        )
+        return [(organization_id, scan_id) for organization_id, scan_id in waiting]
+
+
+async def duplicate_page(
+    session: AsyncSession, principal: Principal, entity: str, *, cursor: str | None, limit: int
+) -> tuple[Page[DuplicatePair], DuplicateScan | None]:
+    """From the latest stored scan when there is one (large organisations scan with a job),
+    else found now (fine for tens of thousands of records)."""
+    scan = await latest_scan(session, principal, entity)
+    if scan is not None:
+        return await scanned_page(session, principal, scan, cursor=cursor, limit=limit), scan
+    _, find_pairs = _PAIR_FINDERS[entity]
+    return page_of(await find_pairs(session, principal), cursor=cursor, limit=limit), None

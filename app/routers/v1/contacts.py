@@ -37,7 +37,7 @@ from app.schemas.audit import AuditEntryPage, AuditEntryRead
 from app.schemas.batch import BatchCreate, BatchRead, BatchResultRead
 from app.schemas.common import CountryCode, Email, Phone
 from app.schemas.contact import ContactCreate, ContactPage, ContactRead, ContactUpdate
-from app.schemas.duplicate import DuplicatePage, DuplicateRead
+from app.schemas.duplicate import DuplicatePage, DuplicateRead, DuplicateScanRead
 from app.schemas.merge import MergeCreate, MergeRead
 from app.schemas.search import SearchRequest
 from app.services import contacts, custom_fields, duplicates, privacy
@@ -167,17 +167,45 @@ async def create_contact(session: SessionDep, principal: Writer, body: ContactCr
     responses=problems(*AUTHENTICATED),
     summary="Likely duplicate pairs, most likely first",
     description="Same e-mail, same phone, or a similar name at the same company; "
-    "each pair has a score (0–1) and its reasons. Archived records and records you may not see are left out.",
+    "each pair has a score (0–1) and its reasons. Archived records and records you may not see are left out. "
+    "From the latest stored scan when there is one (`scan_id`), else found for this request.",
 )
 async def contacts_duplicates(
     session: SessionDep, principal: Reader, cursor: CursorDep = None, limit: LimitDep = DEFAULT_LIMIT
 ) -> DuplicatePage:
-    pairs = await duplicates.contact_pairs(session, principal)
-    page = duplicates.page_of(pairs, cursor=cursor, limit=limit)
+    page, scan = await duplicates.duplicate_page(session, principal, "contacts", cursor=cursor, limit=limit)
     return DuplicatePage(
         items=[DuplicateRead(ids=(p.first_id, p.second_id), score=p.score, reasons=p.reasons) for p in page.items],
         next_cursor=page.next_cursor,
+        scan_id=scan.id if scan else None,
+        scanned_at=scan.finished_at if scan else None,
     )
+
+
+@router.post(
+    "/duplicates/scans",
+    operation_id="contacts_duplicate_scans_create",
+    status_code=202,
+    response_model=DuplicateScanRead,
+    responses=problems(*AUTHENTICATED),
+    summary="Scan every contact for duplicates in a job; GET /duplicates then pages through its pairs",
+)
+async def request_contact_duplicate_scan(
+    session: SessionDep, principal: Writer, response: Response
+) -> DuplicateScanRead:
+    scan = await duplicates.request_scan(session, principal, "contacts")
+    response.headers["Location"] = f"{API_PREFIX}/contacts/duplicates/scans/{scan.id}"
+    return DuplicateScanRead.model_validate(scan)
+
+
+@router.get(
+    "/duplicates/scans/{scan_id}",
+    operation_id="contacts_duplicate_scans_get",
+    response_model=DuplicateScanRead,
+    responses=problems(*AUTHENTICATED, 404),
+)
+async def get_contact_duplicate_scan(session: SessionDep, principal: Reader, scan_id: uuid.UUID) -> DuplicateScanRead:
+    return DuplicateScanRead.model_validate(await duplicates.get_scan(session, principal, "contacts", scan_id))
 
 
 @router.get(
