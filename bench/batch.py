@@ -57,7 +57,7 @@ def contacts(count: int, round_: int, company_id: str, title: str) -> list[dict[
 async def floor(rows: list[dict[str, Any]], organization_id: str) -> float:
     connection = await asyncpg.connect(common.asyncpg_dsn(DATABASE_URL))
     try:
-        await connection.execute("CREATE TEMP TABLE floor (LIKE contacts INCLUDING DEFAULTS INCLUDING GENERATED)")
+        await connection.execute("CREATE TEMP TABLE floor (LIKE contacts INCLUDING DEFAULTS)")
         values = [
             (uuid.UUID(organization_id), uuid.uuid4(), r["first_name"], r["last_name"], r["email"], r["external_id"])
             for r in rows
@@ -66,8 +66,8 @@ async def floor(rows: list[dict[str, Any]], organization_id: str) -> float:
         await connection.executemany(
             "INSERT INTO floor (organization_id, id, first_name, last_name, email, external_id, source, "
             "lifecycle_stage, tags, custom_fields, additional_emails, additional_phones, email_opt_in, "
-            "created_at, updated_at, version, search_text, company_search_text) "
-            "VALUES ($1, $2, $3, $4, $5, $6, 'api', 'lead', '{}', '{}', '[]', '[]', false, now(), now(), 1, '', '')",
+            "created_at, updated_at, version, search_text, company_search_text, search_grams) "
+            "VALUES ($1, $2, $3, $4, $5, $6, 'api', 'lead', '{}', '{}', '[]', '[]', false, now(), now(), 1, '', '', '{}')",
             values,
         )
         return time.perf_counter() - started

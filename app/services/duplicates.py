@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import orjson
 from rapidfuzz import fuzz, process
-from sqlalchemy import and_, delete, or_, select, tuple_, update
+from sqlalchemy import and_, delete, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core import jobs, text_search
@@ -178,8 +178,14 @@ async def company_pairs(session: AsyncSession, principal: Principal) -> list[Dup
     return _ranked(pairs)
 
 
+def _rank_key(pair: DuplicatePair) -> tuple[float, uuid.UUID, uuid.UUID]:
+    return pair.score, pair.first_id, pair.second_id
+
+
 def _ranked(pairs: _Pairs) -> list[DuplicatePair]:
-    return sorted(pairs.by_ids.values(), key=lambda p: (-p.score, p.first_id, p.second_id))
+    """Most likely first; ties in descending id order, the order a stored scan's index is read
+    backwards in."""
+    return sorted(pairs.by_ids.values(), key=_rank_key, reverse=True)
 
 
 def _cursor(pair: DuplicatePair) -> str:
@@ -190,16 +196,16 @@ def _cursor(pair: DuplicatePair) -> str:
 def _after(cursor: str) -> tuple[float, uuid.UUID, uuid.UUID]:
     try:
         score, first, second = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return -float(score), uuid.UUID(first), uuid.UUID(second)
+        return float(score), uuid.UUID(first), uuid.UUID(second)
     except (ValueError, TypeError) as exc:
         raise ValidationFailed(FieldError(("query", "cursor"), "not a cursor of this list")) from exc
 
 
 def page_of(pairs: list[DuplicatePair], *, cursor: str | None, limit: int) -> Page[DuplicatePair]:
-    """Pairs after `cursor` in (score descending, ids) order."""
+    """Pairs after `cursor` in ranking order."""
     if cursor is not None:
         after = _after(cursor)
-        pairs = [p for p in pairs if (-p.score, p.first_id, p.second_id) > after]
+        pairs = [p for p in pairs if _rank_key(p) < after]
     items = pairs[:limit]
     return Page(items=items, next_cursor=_cursor(items[-1]) if len(pairs) > limit else None)
 
@@ -322,26 +328,32 @@ async def scanned_page(
     since been archived or merged, or that the caller may not see."""
     kind, _ = _PAIR_FINDERS[scan.entity]
     model: Any = kind.model
-    live = kind.repository(session, principal).scoped().where(model.archived_at.is_(None)).with_only_columns(model.id)
+
+    def live(pair_column: Any) -> Any:
+        return (
+            kind.repository(session, principal)
+            .scoped()
+            .where(model.archived_at.is_(None), model.id == pair_column)
+            .with_only_columns(literal(1))
+            .exists()
+        )
+
+    # Read backwards along the scan's index, each pair's two records looked up by key, until the
+    # page is full: a page costs the same at any depth and for any number of pairs.
     statement = (
         select(ScannedPair)
         .where(
             ScannedPair.organization_id == principal.organization_id,
             ScannedPair.scan_id == scan.id,
-            ScannedPair.first_id.in_(live),
-            ScannedPair.second_id.in_(live),
+            live(ScannedPair.first_id),
+            live(ScannedPair.second_id),
         )
-        .order_by(ScannedPair.score.desc(), ScannedPair.first_id, ScannedPair.second_id)
+        .order_by(ScannedPair.score.desc(), ScannedPair.first_id.desc(), ScannedPair.second_id.desc())
         .limit(limit + 1)
     )
     if cursor is not None:
-        negative_score, first, second = _after(cursor)
-        score = -negative_score
         statement = statement.where(
-            or_(
-                ScannedPair.score < score,
-                and_(ScannedPair.score == score, tuple_(ScannedPair.first_id, ScannedPair.second_id) > (first, second)),
-            )
+            tuple_(ScannedPair.score, ScannedPair.first_id, ScannedPair.second_id) < _after(cursor)
         )
     rows = (await session.execute(statement)).scalars().all()
     items = [

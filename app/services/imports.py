@@ -322,8 +322,8 @@ async def _run(
     file_format = FileFormat(data_import.file_format, data_import.encoding, data_import.delimiter or ",")
     table = _open(path, settings, file_format)
     if data_import.total is None:
-        data_import.total = table.count_rows()
-        await _set(sessions, data_import, token, total=data_import.total)
+        data_import.total = await asyncio.to_thread(table.count_rows)
+        await _set(sessions, data_import, token, total=data_import.total, heartbeat_at=utcnow())
     rules, scope, entity = _KINDS[data_import.entity]
     rows = table.rows(skip=data_import.processed)
     timings = {"read": 0.0, "write": 0.0} | dict(data_import.timings or {})
