@@ -2,12 +2,20 @@
 
 Every function raises ValueError with a message fit for a client; pydantic turns it into a 422
 with the field's location.
+
+E-mail and phone normalisation are pure and cost tens of microseconds each (a parse against
+libphonenumber's metadata, an RFC-grade e-mail check), and a write meets the same value more
+than once: an upsert's body is checked as a patch and again as a new record, with values already
+normalised, and a contact's search text needs each phone's national form. So results are
+remembered, each under its input and under itself (normalising a normalised value gives it
+back), in bounded per-process tables.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -16,6 +24,17 @@ MAX_TAGS = 100
 MAX_TAG_LENGTH = 50
 _DOMAIN = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
 _COUNTRIES = frozenset(phonenumbers.SUPPORTED_REGIONS)
+_REMEMBERED = 50_000
+
+_emails: dict[str, str] = {}
+_phones: dict[tuple[str, str], str] = {}
+_search_forms: dict[str, list[str]] = {}
+
+
+def _remember(table: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(table) >= _REMEMBERED:
+        table.clear()
+    table[key] = value
 
 
 def clean_text(value: str) -> str:
@@ -24,29 +43,49 @@ def clean_text(value: str) -> str:
 
 
 def normalize_email(value: str) -> str:
+    known = _emails.get(value)
+    if known is not None:
+        return known
     try:
         result = validate_email(value.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
         raise ValueError(f"not a valid e-mail address: {exc}") from exc
-    return result.normalized.lower()
+    normalized = result.normalized.lower()
+    _remember(_emails, value, normalized)
+    _remember(_emails, normalized, normalized)
+    return normalized
 
 
 def normalize_phone(value: str, default_region: str) -> str:
     """E.164 (`+8613800138000`); numbers without a country code take the default region."""
+    known = _phones.get((value, default_region))
+    if known is not None:
+        return known
     try:
         number = phonenumbers.parse(value, default_region)
     except phonenumbers.NumberParseException as exc:
         raise ValueError(f"not a phone number: {exc}") from exc
     if not phonenumbers.is_valid_number(number):
         raise ValueError("not a valid phone number for its country")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    _remember(_phones, (value, default_region), e164)
+    _remember(_phones, (e164, default_region), e164)
+    _remember(_search_forms, e164, _forms(e164, number))
+    return e164
 
 
 def phone_search_forms(e164: str) -> list[str]:
     """Digit strings a person might type to find this number: international and national (the
     national one only where it is not already inside the international one, as it is for mobile
     numbers without a trunk prefix)."""
-    number = phonenumbers.parse(e164, None)
+    known = _search_forms.get(e164)
+    if known is None:
+        known = _forms(e164, phonenumbers.parse(e164, None))
+        _remember(_search_forms, e164, known)
+    return list(known)
+
+
+def _forms(e164: str, number: phonenumbers.PhoneNumber) -> list[str]:
     international = re.sub(r"\D", "", e164)
     national = re.sub(r"\D", "", phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL))
     return [international] if national in international else [international, national]

@@ -28,10 +28,10 @@ from typing import Any, BinaryIO, Final
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core import audit, csv_export, jobs, text_search
+from app.core import csv_export, jobs
 from app.core.context import request_id_var
-from app.core.db import copy_rows, insert_values
-from app.core.enums import AuditAction, ContactSource, CustomFieldEntity, CustomFieldType
+from app.core.db import copy_rows
+from app.core.enums import ContactSource, CustomFieldEntity, CustomFieldType
 from app.core.errors import Conflict, DomainError, FieldError, PermissionDenied, TooLarge, ValidationFailed
 from app.core.ids import new_id
 from app.core.permissions import Scope
@@ -39,7 +39,6 @@ from app.core.principal import Principal
 from app.core.repository import TenantRepository
 from app.core.settings import Settings, get_settings
 from app.core.tabular import FileFormat, Limits, Row, Table, TableError
-from app.models.audit import AuditEntry
 from app.models.base import utcnow
 from app.models.company import Company
 from app.models.data_import import DataImport, ImportIssue
@@ -465,31 +464,12 @@ async def write_chunk(
         session, principal, rules, mode=data_import.mode, items=items, keyless="create", fold_on_email=fold
     )
     kind = rules.kind
-    new_rows: list[dict[str, Any]] = []
-    audit_rows: list[dict[str, Any]] = []
-    for index, record in plan.new:
-        record.id = new_id()
-        if data_import.entity == "contacts":
+    if data_import.entity == "contacts":
+        for _, record in plan.new:
             record.source = ContactSource.import_
-        values = insert_values(record)
-        audit_rows.append(
-            audit.entry_values(
-                principal,
-                action=AuditAction.create,
-                entity_type=kind.label,
-                entity_id=record.id,
-                changes=audit.creation_from_values(values),
-            )
-        )
-        values["search_grams"] = text_search.document_grams(kind.gram_document(record))
-        new_rows.append(values)
-        records.emit_event(session, principal, kind, record, "created")
-        plan.results[index] = BatchResult(index=index, status="created", id=record.id)
-    await copy_rows(session, kind.model, new_rows)
-    await copy_rows(session, AuditEntry, audit_rows)
-    await session.flush()
+    await records.insert_new(session, principal, kind, plan)
+    await session.flush()  # the matched records' new versions, for their events
     records.announce_updates(session, principal, kind, plan)
-    await session.flush()
     for row, result in zip(rows, plan.results, strict=True):
         if result is None:
             continue
