@@ -67,7 +67,8 @@ async def floor(rows: list[dict[str, Any]], organization_id: str) -> float:
             "INSERT INTO floor (organization_id, id, first_name, last_name, email, external_id, source, "
             "lifecycle_stage, tags, custom_fields, additional_emails, additional_phones, email_opt_in, "
             "created_at, updated_at, version, search_text, company_search_text, search_grams) "
-            "VALUES ($1, $2, $3, $4, $5, $6, 'api', 'lead', '{}', '{}', '[]', '[]', false, now(), now(), 1, '', '', '{}')",
+            "VALUES ($1, $2, $3, $4, $5, $6, 'api', 'lead', '{}', '{}', '[]', '[]', false, now(), now(), 1, "
+            "'', '', '{}')",
             values,
         )
         return time.perf_counter() - started
