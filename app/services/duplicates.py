@@ -247,19 +247,7 @@ async def run_scan(sessions: async_sessionmaker[AsyncSession], organization_id: 
     """Finds every pair as the organisation's owner sees them (readers see the pairs of records
     visible to them) and stores them with the scan, in one transaction; the older scans of the
     same records go. Idempotent: a scan already claimed or finished is left alone."""
-    async with sessions() as session, session.begin():
-        scan = (
-            await session.execute(
-                update(DuplicateScan)
-                .where(
-                    DuplicateScan.organization_id == organization_id,
-                    DuplicateScan.id == scan_id,
-                    DuplicateScan.status == "pending",
-                )
-                .values(status="running", started_at=utcnow())
-                .returning(DuplicateScan)
-            )
-        ).scalar_one_or_none()
+    scan = await jobs.claim(sessions, DuplicateScan, organization_id, scan_id)
     if scan is None:
         return "not pending"
     _, find_pairs = _PAIR_FINDERS[scan.entity]
@@ -364,19 +352,8 @@ async def scanned_page(
 
 async def sweep_scans(sessions: async_sessionmaker[AsyncSession]) -> list[tuple[uuid.UUID, uuid.UUID]]:
     """Scans whose job was lost (never enqueued, or its worker died), pending again to run."""
-    now = utcnow()
     async with sessions() as session, session.begin():
-        await session.execute(
-            update(DuplicateScan)
-            .where(DuplicateScan.status == "running", DuplicateScan.started_at < now - _SCAN_STALE_AFTER)
-            .values(status="pending")
-        )
-        waiting = await session.execute(
-            select(DuplicateScan.organization_id, DuplicateScan.id).where(
-                DuplicateScan.status == "pending", DuplicateScan.created_at < now - timedelta(seconds=30)
-            )
-        )
-        return [(organization_id, scan_id) for organization_id, scan_id in waiting]
+        return await jobs.lost(session, DuplicateScan, stale_after=_SCAN_STALE_AFTER)
 
 
 async def duplicate_page(

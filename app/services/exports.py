@@ -93,15 +93,7 @@ async def run_export(
 ) -> str:
     """Writes the export's file (idempotent: an export already claimed or finished is left alone)."""
     settings = get_settings()
-    async with sessions() as session, session.begin():
-        export = (
-            await session.execute(
-                update(Export)
-                .where(Export.organization_id == organization_id, Export.id == export_id, Export.status == "pending")
-                .values(status="running", started_at=utcnow())
-                .returning(Export)
-            )
-        ).scalar_one_or_none()
+    export = await jobs.claim(sessions, Export, organization_id, export_id)
     if export is None:
         return "not pending"
     path = export_path(settings, export)
@@ -162,24 +154,12 @@ async def _finish(sessions: async_sessionmaker[AsyncSession], export: Export, **
 async def sweep(sessions: async_sessionmaker[AsyncSession]) -> list[tuple[uuid.UUID, uuid.UUID]]:
     """Exports whose job was lost (never enqueued, or its worker died) are pending again and
     returned to run; expired files are deleted."""
-    now = utcnow()
     settings = get_settings()
     async with sessions() as session, session.begin():
-        await session.execute(
-            update(Export)
-            .where(Export.status == "running", Export.started_at < now - _STALE_AFTER)
-            .values(status="pending")
-        )
-        waiting = (
-            await session.execute(
-                select(Export.organization_id, Export.id).where(
-                    Export.status == "pending", Export.created_at < now - timedelta(seconds=30)
-                )
-            )
-        ).all()
+        waiting = await jobs.lost(session, Export, stale_after=_STALE_AFTER)
         expired = (
-            await session.execute(select(Export).where(Export.status == "done", Export.expires_at < now))
+            await session.execute(select(Export).where(Export.status == "done", Export.expires_at < utcnow()))
         ).scalars()
         for export in expired:
             export_path(settings, export).unlink(missing_ok=True)
-    return [(organization_id, export_id) for organization_id, export_id in waiting]
+    return waiting
