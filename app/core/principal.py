@@ -33,3 +33,8 @@ class Principal:
     def require(self, scope: Scope) -> None:
         if scope not in self.scopes:
             raise PermissionDenied(f"This action needs the `{scope}` scope")
+
+    def require_requester(self, requested_by_id: uuid.UUID, what: str) -> None:
+        """Job records (exports, imports): people see their organisation's, an API key its own."""
+        if requested_by_id != self.id and self.role is None:
+            raise PermissionDenied(f"An API key sees only its own {what}")

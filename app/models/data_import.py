@@ -25,7 +25,6 @@ class DataImport(TenantMixin, TimestampMixin, Base):
     file_size: Mapped[int] = mapped_column(BigInteger)
     columns: Mapped[list[str]] = mapped_column(ARRAY(Text))  # the file's header, in order
     mapping: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    ignored_columns: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
     # pending → running → done | failed | cancelled
     status: Mapped[str] = mapped_column(String(16), default="pending")
     total: Mapped[int | None] = mapped_column(default=None)

@@ -35,8 +35,8 @@ class ImportRead(ReadSchema):
     file_format: str
     encoding: str | None
     file_size: int
+    columns: list[str] = Field(description="The file's header, in order")
     mapping: dict[str, Any] = Field(description="The mapping in use: {column header: field}")
-    ignored_columns: list[str] = Field(description="Columns no field takes")
     status: Literal["pending", "running", "done", "failed", "cancelled"]
     total: int | None = Field(description="Data rows in the file (counted when the job starts)")
     processed: int
@@ -52,6 +52,11 @@ class ImportRead(ReadSchema):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+    @computed_field(description="Columns no field takes")  # type: ignore[prop-decorator]
+    @property
+    def ignored_columns(self) -> list[str]:
+        return [column for column in self.columns if not self.mapping.get(column)]
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core import csv_export, jobs
-from app.core.errors import Conflict, DomainError, Gone, PermissionDenied
+from app.core.errors import Conflict, DomainError, Gone
 from app.core.permissions import Scope
 from app.core.principal import Principal
 from app.core.repository import TenantRepository
@@ -73,8 +73,7 @@ async def create_export(session: AsyncSession, principal: Principal, *, data: Ex
 
 async def get_export(session: AsyncSession, principal: Principal, export_id: uuid.UUID) -> Export:
     export = await _repository(session, principal).get(export_id)
-    if export.requested_by_id != principal.id and principal.role is None:
-        raise PermissionDenied("An API key sees only its own exports")
+    principal.require_requester(export.requested_by_id, "exports")
     return export
 
 

@@ -32,7 +32,7 @@ from app.core import csv_export, jobs
 from app.core.context import request_id_var
 from app.core.db import copy_rows
 from app.core.enums import ContactSource, CustomFieldEntity, CustomFieldType
-from app.core.errors import Conflict, DomainError, FieldError, PermissionDenied, TooLarge, ValidationFailed
+from app.core.errors import Conflict, DomainError, FieldError, TooLarge, ValidationFailed
 from app.core.ids import new_id
 from app.core.permissions import Scope
 from app.core.principal import Principal
@@ -129,7 +129,6 @@ async def create_import(
         raise
     data_import.columns = table.header
     data_import.mapping = mapping
-    data_import.ignored_columns = [column for column in table.header if not mapping.get(column)]
     session.add(data_import)
     await session.flush()
     jobs.enqueue_after_commit(session, RUN_IMPORT, str(data_import.organization_id), str(data_import.id))
@@ -209,8 +208,7 @@ async def _settle_mapping(
 
 async def get_import(session: AsyncSession, principal: Principal, import_id: uuid.UUID) -> DataImport:
     data_import = await _repository(session, principal).get(import_id)
-    if data_import.requested_by_id != principal.id and principal.role is None:
-        raise PermissionDenied("An API key sees only its own imports")
+    principal.require_requester(data_import.requested_by_id, "imports")
     return data_import
 
 

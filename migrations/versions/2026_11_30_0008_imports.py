@@ -33,7 +33,6 @@ def upgrade() -> None:
         sa.Column("file_size", sa.BigInteger(), nullable=False),
         sa.Column("columns", postgresql.ARRAY(sa.Text()), nullable=False),
         sa.Column("mapping", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.Column("ignored_columns", postgresql.ARRAY(sa.Text()), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("total", sa.Integer(), nullable=True),
         sa.Column("processed", sa.Integer(), nullable=False),
