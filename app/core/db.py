@@ -164,7 +164,7 @@ def insert_values(record: Any) -> dict[str, Any]:
 
 async def copy_rows(session: AsyncSession, model: type[Any], rows: Sequence[Mapping[str, Any]]) -> None:
     """Writes rows of a model's table (column name → value; generated columns left to the
-    database) with COPY in the session's transaction: the bulk path for imports."""
+    database) with COPY in the session's transaction: the bulk path for batches and imports."""
     if not rows:
         return
     table: Table = model.__table__

@@ -1,11 +1,11 @@
 """Reading spreadsheets people export: CSV in whatever encoding and delimiter their tool chose,
 or XLSX, one row at a time (a file is never held in memory whole).
 
-CSV encodings: a BOM decides (UTF-8, UTF-16); otherwise the first block is tried as UTF-8 and
-then as GB18030 (the superset of GBK and GB2312 that Chinese Excel writes). Bytes the chosen
-encoding cannot read do not stop the file: they are kept as surrogates (`surrogateescape`) and
-the row holding them fails alone, so a file with a few rows pasted in from another encoding
-loses only those rows.
+CSV encodings: a BOM decides (UTF-8, UTF-16); otherwise the first block's non-ASCII lines vote
+between UTF-8 and GB18030 (the superset of GBK and GB2312 that Chinese Excel writes). Bytes the
+chosen encoding cannot read do not stop the file: they are kept as surrogates
+(`surrogateescape`) and the row holding them fails alone, as does a UTF-8 row in a GB18030 file,
+so a file with a few rows pasted in from another encoding loses only those rows.
 """
 
 from __future__ import annotations

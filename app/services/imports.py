@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core import csv_export, jobs
 from app.core.context import request_id_var
 from app.core.db import copy_rows
-from app.core.enums import ContactSource, CustomFieldEntity, CustomFieldType
+from app.core.enums import ContactSource, CustomFieldType
 from app.core.errors import Conflict, DomainError, FieldError, TooLarge, ValidationFailed
 from app.core.ids import new_id
 from app.core.permissions import Scope
@@ -60,9 +60,9 @@ from app.services.import_mapping import (
 from app.services.records import BatchResult, BatchRules
 
 RUN_IMPORT: Final = "run_import"
-_KINDS: Final[dict[str, tuple[BatchRules[Any], Scope, CustomFieldEntity]]] = {
-    "contacts": (CONTACT_BATCHES, Scope.contacts_write, CustomFieldEntity.contact),
-    "companies": (COMPANY_BATCHES, Scope.companies_write, CustomFieldEntity.company),
+_KINDS: Final[dict[str, tuple[BatchRules[Any], Scope]]] = {
+    "contacts": (CONTACT_BATCHES, Scope.contacts_write),
+    "companies": (COMPANY_BATCHES, Scope.companies_write),
 }
 # A file that stopped every run this many times (a row that breaks the job) is given up.
 MAX_RUNS: Final = 5
@@ -71,10 +71,12 @@ _COPY_BLOCK: Final = 1024 * 1024
 ISSUE_COLUMNS: Final = ("row", "outcome", "reason")
 
 
+def _folder(settings: Settings, organization_id: uuid.UUID) -> Path:
+    return settings.data_dir / "imports" / str(organization_id)
+
+
 def import_path(settings: Settings, data_import: DataImport) -> Path:
-    return (
-        settings.data_dir / "imports" / str(data_import.organization_id) / f"{data_import.id}.{data_import.file_format}"
-    )
+    return _folder(settings, data_import.organization_id) / f"{data_import.id}.{data_import.file_format}"
 
 
 def _stale_after(settings: Settings) -> timedelta:
@@ -94,7 +96,7 @@ async def create_import(
     session: AsyncSession, principal: Principal, *, data: ImportCreate, file: BinaryIO, file_name: str
 ) -> DataImport:
     """Stores the file, reads its header and settles the mapping; the job does the rest."""
-    _, scope, entity = _KINDS[data.entity]
+    rules, scope = _KINDS[data.entity]
     principal.require(scope)
     settings = get_settings()
     data_import = DataImport(
@@ -110,7 +112,7 @@ async def create_import(
         requested_by_type=principal.kind,
         requested_by_id=principal.id,
     )
-    staging = settings.data_dir / "imports" / str(principal.organization_id) / f"{data_import.id}.upload"
+    staging = _folder(settings, principal.organization_id) / f"{data_import.id}.upload"
     try:
         # File work off the event loop: a large upload is copied and read in a thread.
         max_bytes = int(settings.imports_max_file_mb * 1024 * 1024)
@@ -119,7 +121,7 @@ async def create_import(
         data_import.file_format = table.format.kind
         data_import.encoding = table.format.encoding
         data_import.delimiter = table.format.delimiter if table.format.kind == "csv" else None
-        definitions = await custom_fields.definitions_for(session, principal.organization_id, entity)
+        definitions = await custom_fields.definitions_for(session, principal.organization_id, rules.kind.custom_entity)
         mapping = await _settle_mapping(session, principal, data, table.header, definitions)
         if not await asyncio.to_thread(_has_rows, table):
             raise ValidationFailed(FieldError(("body", "file"), "The file has a header but no rows"))
@@ -197,7 +199,7 @@ async def _settle_mapping(
             session,
             principal,
             data=CustomFieldCreate(
-                entity=_KINDS[data.entity][2],
+                entity=_KINDS[data.entity][0].kind.custom_entity,
                 key=REGISTRATION_DATE,
                 label="Registration date",
                 type=CustomFieldType.date,
@@ -321,7 +323,7 @@ async def _run(
     if data_import.total is None:
         data_import.total = await asyncio.to_thread(table.count_rows)
         await _set(sessions, data_import, token, total=data_import.total, heartbeat_at=utcnow())
-    rules, scope, entity = _KINDS[data_import.entity]
+    rules, scope = _KINDS[data_import.entity]
     rows = table.rows(skip=data_import.processed)
     timings = {"read": 0.0, "write": 0.0} | dict(data_import.timings or {})
     while True:
@@ -338,7 +340,9 @@ async def _run(
                 session, data_import.organization_id, data_import.requested_by_type, data_import.requested_by_id
             )
             principal.require(scope)
-            definitions = await custom_fields.definitions_for(session, principal.organization_id, entity)
+            definitions = await custom_fields.definitions_for(
+                session, principal.organization_id, rules.kind.custom_entity
+            )
             converter = Converter.build(table.header, data_import.mapping, data_import.entity, definitions)
             outcome = await write_chunk(session, principal, rules, converter, data_import, chunk)
             await copy_rows(session, ImportIssue, outcome.issues)

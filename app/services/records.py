@@ -590,7 +590,8 @@ async def write_batch(
 ) -> list[BatchResult]:
     """Creates (or upserts) up to BATCH_LIMIT records with one result each; a bad record fails
     alone unless `atomic`, when any failure writes nothing. Lookups (matches, owners, companies,
-    custom field definitions) are made once for the batch and the rows written in one flush."""
+    custom field definitions) are made once for the batch; new rows are written with COPY and
+    changed ones in one flush."""
     kind = rules.kind
     plan = await plan_batch(session, principal, rules, mode=mode, items=items)
     failed = [r for r in plan.results if r is not None]
