@@ -39,7 +39,7 @@ async def _entries(client: httpx.AsyncClient, headers: dict[str, str], **params:
 
 
 async def _some_history(client: httpx.AsyncClient, tenant: Tenant) -> dict[str, Any]:
-    """A contact created, changed and archived, and a company: five entries after sign-up's two."""
+    """A contact created, changed and archived, and a company: five entries after sign-up's three."""
     contact = await create(client, "/api/v1/contacts", tenant.headers, first_name="伟")
     url = f"/api/v1/contacts/{contact['id']}"
     await client.patch(url, headers=tenant.headers, json={"title": "采购经理"})
@@ -66,9 +66,10 @@ async def test_owner_lists_the_organisations_audit_trail(
         ("contact", "update"),
         ("contact", "create"),
     ]
-    # Sign-up writes the organisation and its owner in one transaction.
-    assert sorted(summary[5:]) == [("organization", "create"), ("user", "create")]
-    assert {e["entity_id"] for e in items[5:]} == {tenant.organization_id, tenant.user_id}
+    # Sign-up writes the organisation, its owner and its sales pipeline in one transaction.
+    assert sorted(summary[5:]) == [("organization", "create"), ("pipeline", "create"), ("user", "create")]
+    pipeline = (await client.get("/api/v1/pipelines", headers=tenant.headers)).json()["items"][0]
+    assert {e["entity_id"] for e in items[5:]} == {tenant.organization_id, tenant.user_id, pipeline["id"]}
     update = items[3]
     assert update["entity_id"] == made["contact"]["id"]
     assert update["changes"] == {"title": {"before": None, "after": "采购经理"}}
@@ -85,7 +86,7 @@ async def test_owner_lists_the_organisations_audit_trail(
         "request_id",
     }
     in_db = await db.scalar(select(func.count()).where(AuditEntry.organization_id == uuid.UUID(tenant.organization_id)))
-    assert in_db == len(items) == 7
+    assert in_db == len(items) == 8
 
 
 async def test_newest_first(client: httpx.AsyncClient, tenant: Tenant) -> None:
@@ -159,7 +160,7 @@ async def test_filter_by_actor(client: httpx.AsyncClient, tenant: Tenant) -> Non
     keyed = await _entries(client, tenant.headers, actor_id=key_id)
     assert [(e["entity_id"], e["actor_type"]) for e in keyed] == [(by_key["id"], "api_key")]
     by_owner = await _entries(client, tenant.headers, actor_id=tenant.user_id)
-    assert {e["entity_type"] for e in by_owner} == {"organization", "user", "api_key"}
+    assert {e["entity_type"] for e in by_owner} == {"organization", "user", "pipeline", "api_key"}
     assert all(e["actor_id"] == tenant.user_id for e in by_owner)
     contacts_by_sales = await _entries(client, tenant.headers, actor_id=sales.user_id, entity_type="contact")
     assert len(contacts_by_sales) == 2
@@ -169,7 +170,7 @@ async def test_filter_by_actor(client: httpx.AsyncClient, tenant: Tenant) -> Non
 async def test_filter_by_time(client: httpx.AsyncClient, tenant: Tenant) -> None:
     await _some_history(client, tenant)
     items = await _entries(client, tenant.headers)
-    assert len(items) == 7
+    assert len(items) == 8
     pivot = items[3]  # the middle entry, newest first
     pivot_time = _time(pivot["occurred_at"])
     newer_ids = [e["id"] for e in items if _time(e["occurred_at"]) >= pivot_time]
@@ -204,7 +205,7 @@ async def test_paging_returns_each_entry_once(client: httpx.AsyncClient, tenant:
     for index in range(6):
         await create(client, "/api/v1/contacts", tenant.headers, first_name=f"p{index}")
     full = await _entries(client, tenant.headers)
-    assert len(full) == 8
+    assert len(full) == 9
     for limit in (1, 3, 5):
         seen: list[str] = []
         cursor = None

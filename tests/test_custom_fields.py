@@ -77,7 +77,7 @@ async def _contact_count(db: AsyncSession, organization_id: str) -> int:
 # --- definitions --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("entity", ["contact", "company"])
+@pytest.mark.parametrize("entity", ["contact", "company", "deal"])
 @pytest.mark.parametrize("type_", TYPES)
 async def test_define_a_field_of_every_type(
     client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession, entity: str, type_: str
@@ -126,7 +126,7 @@ async def test_list_pages_through_every_definition(client: httpx.AsyncClient, te
         if not cursor:
             break
     assert len(seen) == 12 and len(set(seen)) == 12
-    assert error_locs(await client.get(FIELDS, params={"entity": "deal"}, headers=tenant.headers)) == [
+    assert error_locs(await client.get(FIELDS, params={"entity": "ticket"}, headers=tenant.headers)) == [
         ["query", "entity"]
     ]
 
@@ -177,7 +177,7 @@ async def test_good_keys(client: httpx.AsyncClient, tenant: Tenant, key: str) ->
 @pytest.mark.parametrize(
     ("body", "loc"),
     [
-        ({"entity": "deal"}, ["body", "entity"]),
+        ({"entity": "ticket"}, ["body", "entity"]),
         ({"type": "json"}, ["body", "type"]),
         ({"label": ""}, ["body", "label"]),
         ({"required": "maybe"}, ["body", "required"]),

@@ -33,13 +33,14 @@ async def test_get_returns_the_callers_organisation_with_an_etag(
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["id"] == tenant.organization_id
-    assert body["name"] == "天元贸易" and body["record_visibility"] == "all"
+    assert body["name"] == "天元贸易" and body["record_visibility"] == "all" and body["currency"] == "CNY"
     assert body["version"] == 1 and response.headers["etag"] == 'W/"1"'
     assert set(body) == {
         "id",
         "name",
         "record_visibility",
         "merge_email_duplicates",
+        "currency",
         "created_at",
         "updated_at",
         "version",

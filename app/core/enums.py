@@ -45,6 +45,7 @@ class CompanySize(StrEnum):
 class CustomFieldEntity(StrEnum):
     contact = "contact"
     company = "company"
+    deal = "deal"
 
 
 class CustomFieldType(StrEnum):
@@ -75,3 +76,11 @@ class DeliveryStatus(StrEnum):
     sending = "sending"
     delivered = "delivered"
     failed = "failed"
+
+
+class StageKind(StrEnum):
+    """What reaching a pipeline stage means for a deal: still open, won or lost (also the deal's status)."""
+
+    open = "open"
+    won = "won"
+    lost = "lost"

@@ -48,6 +48,14 @@ EVENT_TYPES: Final = frozenset(
         "company.restored",
         "company.assigned",
         "company.merged",
+        "deal.created",
+        "deal.updated",
+        "deal.archived",
+        "deal.restored",
+        "deal.assigned",
+        "deal.stage_changed",
+        "deal.won",
+        "deal.lost",
         "webhook.disabled",
     }
 )

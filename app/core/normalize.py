@@ -17,6 +17,7 @@ import re
 import unicodedata
 from typing import Any
 
+import iso4217
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
@@ -24,6 +25,7 @@ MAX_TAGS = 100
 MAX_TAG_LENGTH = 50
 _DOMAIN = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
 _COUNTRIES = frozenset(phonenumbers.SUPPORTED_REGIONS)
+_CURRENCIES = frozenset(iso4217.Currency.__members__)
 _REMEMBERED = 50_000
 
 _emails: dict[str, str] = {}
@@ -110,6 +112,13 @@ def normalize_country(value: str) -> str:
     code = value.strip().upper()
     if code not in _COUNTRIES:
         raise ValueError("must be an ISO 3166-1 alpha-2 country code, such as CN or DE")
+    return code
+
+
+def normalize_currency(value: str) -> str:
+    code = value.strip().upper()
+    if code not in _CURRENCIES:
+        raise ValueError("must be an ISO 4217 currency code, such as CNY or EUR")
     return code
 
 

@@ -27,6 +27,12 @@ class Scope(StrEnum):
     events_read = "events:read"
     webhooks_manage = "webhooks:manage"
     privacy_manage = "privacy:manage"
+    pipelines_read = "pipelines:read"
+    pipelines_write = "pipelines:write"
+    deals_read = "deals:read"
+    deals_write = "deals:write"
+    products_read = "products:read"
+    products_write = "products:write"
 
 
 class Role(StrEnum):
@@ -55,14 +61,19 @@ _EVERYONE = frozenset(
         Scope.users_read,
         Scope.teams_read,
         Scope.organization_read,
+        Scope.pipelines_read,
+        Scope.deals_read,
+        Scope.products_read,
     }
 )
-_RECORD_WRITERS = _EVERYONE | {Scope.contacts_write, Scope.companies_write}
+_RECORD_WRITERS = _EVERYONE | {Scope.contacts_write, Scope.companies_write, Scope.deals_write}
+# Managers shape the sales process: pipelines, stages and the catalogue.
+_SALES_SETUP = frozenset({Scope.pipelines_write, Scope.products_write})
 
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.owner: frozenset(Scope),
     Role.admin: frozenset(Scope),
-    Role.manager: _RECORD_WRITERS | {Scope.teams_write},
+    Role.manager: _RECORD_WRITERS | _SALES_SETUP | {Scope.teams_write},
     Role.sales: _RECORD_WRITERS,
     Role.support: _EVERYONE | {Scope.contacts_write},
     Role.marketing: _EVERYONE | {Scope.contacts_write},
@@ -86,6 +97,12 @@ API_KEY_SCOPES = frozenset(
         Scope.events_read,
         Scope.webhooks_manage,
         Scope.privacy_manage,
+        Scope.pipelines_read,
+        Scope.pipelines_write,
+        Scope.deals_read,
+        Scope.deals_write,
+        Scope.products_read,
+        Scope.products_write,
     }
 )
 

@@ -36,6 +36,10 @@ _UNIQUE_MESSAGES = {
     "uq_companies_organization_id_external_id": "A company with this external_id already exists",
     "uq_teams_organization_id_name": "A team with this name already exists",
     "uq_custom_field_definitions_organization_id_entity_key": "A custom field with this key already exists",
+    "uq_pipelines_organization_id_name": "A pipeline with this name already exists",
+    "uq_pipeline_stages_live_name": "The pipeline already has a stage with this name",
+    "uq_products_organization_id_sku": "A product with this SKU already exists",
+    "uq_deals_organization_id_external_id": "A deal with this external_id already exists",
 }
 
 

@@ -6,6 +6,7 @@ from app.models.company import Company
 from app.models.contact import Contact
 from app.models.custom_field import CustomFieldDefinition
 from app.models.data_import import DataImport, ImportIssue
+from app.models.deal import Deal, DealContact, DealLineItem, DealStageVisit
 from app.models.duplicate import DuplicateScan, ScannedPair
 from app.models.event import Event, EventFanout, EventStream
 from app.models.export import Export
@@ -18,6 +19,8 @@ from app.models.organization import (
     TeamMember,
     User,
 )
+from app.models.pipeline import Pipeline, PipelineStage
+from app.models.product import Product
 from app.models.webhook import Webhook, WebhookDelivery
 
 __all__ = [
@@ -28,6 +31,10 @@ __all__ = [
     "Contact",
     "CustomFieldDefinition",
     "DataImport",
+    "Deal",
+    "DealContact",
+    "DealLineItem",
+    "DealStageVisit",
     "DuplicateScan",
     "Event",
     "EventFanout",
@@ -36,6 +43,9 @@ __all__ = [
     "IdempotencyRecord",
     "ImportIssue",
     "Organization",
+    "Pipeline",
+    "PipelineStage",
+    "Product",
     "RefreshToken",
     "ScannedPair",
     "Team",

@@ -32,6 +32,8 @@ class Organization(TimestampMixin, VersionedMixin, Base):
     )
     # A new contact whose e-mail an existing one has is merged into it instead of created.
     merge_email_duplicates: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Deals, products and orders are in this currency unless they name another.
+    currency: Mapped[str] = mapped_column(String(3), default="CNY", server_default="CNY")
 
 
 class User(TenantMixin, TimestampMixin, VersionedMixin, Base):

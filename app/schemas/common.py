@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Generic, TypeVar
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Final, Generic, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -18,6 +19,7 @@ from app.core import normalize
 from app.core.settings import get_settings
 
 T = TypeVar("T")
+CENT: Final = Decimal("0.01")
 
 
 class InputSchema(BaseModel):
@@ -86,6 +88,8 @@ Text50 = Annotated[Annotated[str, Field(max_length=50)] | None, BeforeValidator(
 Text100 = Annotated[Annotated[str, Field(max_length=100)] | None, BeforeValidator(_blank_to_none)]
 Text200 = Annotated[Annotated[str, Field(max_length=200)] | None, BeforeValidator(_blank_to_none)]
 Text300 = Annotated[Annotated[str, Field(max_length=300)] | None, BeforeValidator(_blank_to_none)]
+Text500 = Annotated[Annotated[str, Field(max_length=500)] | None, BeforeValidator(_blank_to_none)]
+Text2000 = Annotated[Annotated[str, Field(max_length=2000)] | None, BeforeValidator(_blank_to_none)]
 
 
 Email = Annotated[
@@ -106,6 +110,16 @@ CountryCode = Annotated[
     str,
     Field(min_length=2, max_length=2, examples=["CN"]),
     AfterValidator(normalize.normalize_country),
+]
+Currency = Annotated[
+    str,
+    Field(min_length=3, max_length=3, examples=["CNY"], description="ISO 4217 code"),
+    AfterValidator(normalize.normalize_currency),
+]
+Money = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=18, decimal_places=2, description="A decimal string (or number), at most 2 decimals"),
+    AfterValidator(lambda amount: amount.quantize(CENT)),
 ]
 Domain = Annotated[
     str,

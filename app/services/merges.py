@@ -44,6 +44,21 @@ _REFERENCES = text(
 )
 
 
+# Unique keys (primary keys included) of a table, as column lists; partial and expression indexes
+# are left out (a merge cannot make those collide through a plain column).
+_UNIQUE_KEYS = text(
+    """
+    SELECT array_agg(a.attname::text ORDER BY k.ordinality) AS columns
+    FROM pg_index i
+    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ordinality)
+    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+    WHERE i.indrelid = CAST(:table AS regclass) AND i.indisunique
+      AND i.indpred IS NULL AND i.indexprs IS NULL
+    GROUP BY i.indexrelid
+    """
+)
+
+
 def _quoted(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
@@ -60,6 +75,7 @@ async def repoint_references(
         column = columns[1]
         # The identifiers come from the catalogue, and are quoted.
         name = ".".join(_quoted(part) for part in referring_table.split("."))
+        await _drop_colliding_links(session, name, referring_table, column, organization_id, survivor, merged)
         result = await session.execute(
             text(
                 f"UPDATE {name} SET {_quoted(column)} = :survivor "
@@ -70,6 +86,34 @@ async def repoint_references(
         if count := int(result.rowcount or 0):  # type: ignore[attr-defined]
             moved[f"{referring_table}.{column}"] = count
     return moved
+
+
+async def _drop_colliding_links(
+    session: AsyncSession,
+    name: str,
+    referring_table: str,
+    column: str,
+    organization_id: uuid.UUID,
+    survivor: uuid.UUID,
+    merged: Sequence[uuid.UUID],
+) -> None:
+    """Where the reference is part of a unique key (a deal's contacts: one row per deal and
+    contact), a merged record's row that would duplicate the survivor's (or another merged
+    record's) once repointed is dropped: the survivor's row wins, else the first one."""
+    for (key,) in await session.execute(_UNIQUE_KEYS, {"table": referring_table}):
+        if column not in key:
+            continue
+        same_key = " AND ".join(f"kept.{_quoted(c)} = dropped.{_quoted(c)}" for c in key if c != column)
+        await session.execute(
+            text(
+                f"DELETE FROM {name} AS dropped "
+                f"WHERE dropped.organization_id = :organization_id AND dropped.{_quoted(column)} = ANY(:merged) "
+                f"AND EXISTS (SELECT 1 FROM {name} AS kept WHERE {same_key} "
+                f"AND (kept.{_quoted(column)} = :survivor "
+                f"OR (kept.{_quoted(column)} = ANY(:merged) AND kept.ctid < dropped.ctid)))"
+            ),
+            {"survivor": survivor, "organization_id": organization_id, "merged": list(merged)},
+        )
 
 
 def _merged_value(field: str, survivor: Any, others: Sequence[Any]) -> Any:

@@ -19,6 +19,7 @@ from app.core.settings import get_settings
 from app.models.organization import Organization, User
 from app.schemas.auth import SignupRequest
 from app.schemas.organization import OrganizationUpdate
+from app.services import pipelines
 from app.services.auth import IssuedTokens, check_password_policy, issue_tokens, principals
 
 
@@ -59,6 +60,7 @@ async def found_organization(
         role=Role.owner,
         scopes=ROLE_SCOPES[Role.owner],
     )
+    await pipelines.create_default_pipeline(session, principal)
     for entity_type, entity in (("organization", organization), ("user", owner)):
         audit.record(
             session,
