@@ -341,6 +341,9 @@ async def test_a_probability_set_by_hand_stays_until_cleared(client: httpx.Async
     assert response.status_code == 200, response.text
     followed = (await client.get(url, headers=tenant.headers)).json()
     assert followed["probability"] == 45 and followed["version"] == cleared["version"] + 1
+    assert (await _event_types(client, tenant, deal["id"]))[-1] == "deal.updated"
+    history = (await client.get(f"{url}/history", headers=tenant.headers)).json()["items"]
+    assert history[0]["changes"]["probability"] == {"before": 40, "after": 45}
 
 
 async def test_board_counts_sums_and_weights_per_stage_and_currency(client: httpx.AsyncClient, tenant: Tenant) -> None:
@@ -550,3 +553,16 @@ async def test_the_organisations_currency_is_the_default(client: httpx.AsyncClie
     assert error_locs(response) == [["body", "currency"]]
     response = await client.patch("/api/v1/organization", headers=tenant.headers, json={"currency": None})
     assert error_locs(response) == [["body", "currency"]]
+
+
+async def test_a_writes_reply_matches_the_next_read(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    first = await create(client, "/api/v1/contacts", tenant.headers, first_name="甲")
+    second = await create(client, "/api/v1/contacts", tenant.headers, first_name="乙")
+    deal = await _deal(
+        client,
+        tenant,
+        contacts=[{"contact_id": second["id"]}, {"contact_id": first["id"]}],
+        line_items=[{"name": "服务", "quantity": "3", "unit_price": "10", "discount_percent": "12.5"}],
+    )
+    assert deal["line_items"][0]["quantity"] == "3.0000" and deal["line_items"][0]["discount_percent"] == "12.50"
+    assert (await client.get(f"{DEALS}/{deal['id']}", headers=tenant.headers)).json() == deal

@@ -41,6 +41,7 @@ async def test_get_returns_the_callers_organisation_with_an_etag(
         "record_visibility",
         "merge_email_duplicates",
         "currency",
+        "lead_grade_thresholds",
         "created_at",
         "updated_at",
         "version",

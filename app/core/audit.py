@@ -31,6 +31,9 @@ _NOT_AUDITED = frozenset(
         "company_search_text",
         "search_grams",
         "password_hash",
+        # Derived from rules, not changed by anyone (see services/scoring).
+        "lead_score",
+        "lead_grade",
     }
 )
 

@@ -84,3 +84,64 @@ class StageKind(StrEnum):
     open = "open"
     won = "won"
     lost = "lost"
+
+
+class TaskKind(StrEnum):
+    """What a task asks of its assignee."""
+
+    call = "call"
+    email = "email"
+    meeting = "meeting"
+    todo = "todo"
+
+
+class TaskStatus(StrEnum):
+    open = "open"
+    completed = "completed"
+    cancelled = "cancelled"
+
+
+class OrderStatus(StrEnum):
+    """An order's life: draft → confirmed → fulfilled → paid, or cancelled before it ships."""
+
+    draft = "draft"
+    confirmed = "confirmed"
+    fulfilled = "fulfilled"
+    paid = "paid"
+    cancelled = "cancelled"
+
+
+class ContractStatus(StrEnum):
+    """A contract's life: draft → sent → signed → active → expired, or terminated on the way."""
+
+    draft = "draft"
+    sent = "sent"
+    signed = "signed"
+    active = "active"
+    expired = "expired"
+    terminated = "terminated"
+
+
+class ScoringRuleKind(StrEnum):
+    """Fit: who the contact is (a filter over its fields). Behaviour: what it did (activities)."""
+
+    fit = "fit"
+    behaviour = "behaviour"
+
+
+class ActivitySignal(StrEnum):
+    """Behaviour a contact showed, as integrations report it (and interactions, once logged)."""
+
+    interaction = "interaction"
+    email_opened = "email_opened"
+    email_clicked = "email_clicked"
+    form_submitted = "form_submitted"
+
+
+class AssignmentStrategy(StrEnum):
+    fixed_user = "fixed_user"
+    round_robin = "round_robin"
+    # Fewest open leads (or open deals), ties broken by round-robin.
+    least_loaded = "least_loaded"
+    # A contact field's value → a user or a team (round-robin within it).
+    territory = "territory"

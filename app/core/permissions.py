@@ -33,6 +33,17 @@ class Scope(StrEnum):
     deals_write = "deals:write"
     products_read = "products:read"
     products_write = "products:write"
+    orders_read = "orders:read"
+    orders_write = "orders:write"
+    contracts_read = "contracts:read"
+    contracts_write = "contracts:write"
+    tasks_read = "tasks:read"
+    tasks_write = "tasks:write"
+    scoring_read = "scoring:read"
+    scoring_write = "scoring:write"
+    assignment_read = "assignment:read"
+    assignment_write = "assignment:write"
+    reports_read = "reports:read"
 
 
 class Role(StrEnum):
@@ -64,20 +75,37 @@ _EVERYONE = frozenset(
         Scope.pipelines_read,
         Scope.deals_read,
         Scope.products_read,
+        Scope.orders_read,
+        Scope.contracts_read,
+        Scope.tasks_read,
+        Scope.scoring_read,
+        Scope.assignment_read,
     }
 )
-_RECORD_WRITERS = _EVERYONE | {Scope.contacts_write, Scope.companies_write, Scope.deals_write}
+_RECORD_WRITERS = _EVERYONE | {
+    Scope.contacts_write,
+    Scope.companies_write,
+    Scope.deals_write,
+    Scope.orders_write,
+    Scope.contracts_write,
+}
 # Managers shape the sales process: pipelines, stages and the catalogue.
-_SALES_SETUP = frozenset({Scope.pipelines_write, Scope.products_write})
+_SALES_SETUP = frozenset({Scope.pipelines_write, Scope.products_write, Scope.scoring_write, Scope.assignment_write})
+# Everyone who works with customers keeps a to-do list; viewers only look.
+_TASK_WRITERS = frozenset({Scope.tasks_write})
+# Sales reports: for those who sell or oversee selling, and viewers. A sales rep's reports count
+# only the deals their record visibility shows them.
+_REPORT_READERS = frozenset({Scope.reports_read})
 
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.owner: frozenset(Scope),
     Role.admin: frozenset(Scope),
-    Role.manager: _RECORD_WRITERS | _SALES_SETUP | {Scope.teams_write},
-    Role.sales: _RECORD_WRITERS,
-    Role.support: _EVERYONE | {Scope.contacts_write},
-    Role.marketing: _EVERYONE | {Scope.contacts_write},
-    Role.viewer: _EVERYONE,
+    Role.manager: _RECORD_WRITERS | _SALES_SETUP | _TASK_WRITERS | _REPORT_READERS | {Scope.teams_write},
+    Role.sales: _RECORD_WRITERS | _TASK_WRITERS | _REPORT_READERS,
+    Role.support: _EVERYONE | _TASK_WRITERS | {Scope.contacts_write},
+    # Marketing tunes lead scoring: it decides what makes a lead worth a salesperson's time.
+    Role.marketing: _EVERYONE | _TASK_WRITERS | {Scope.contacts_write, Scope.scoring_write},
+    Role.viewer: _EVERYONE | _REPORT_READERS,
 }
 
 RESTRICTED_ROLES = frozenset({Role.sales, Role.support})
@@ -103,6 +131,17 @@ API_KEY_SCOPES = frozenset(
         Scope.deals_write,
         Scope.products_read,
         Scope.products_write,
+        Scope.orders_read,
+        Scope.orders_write,
+        Scope.contracts_read,
+        Scope.contracts_write,
+        Scope.tasks_read,
+        Scope.tasks_write,
+        Scope.scoring_read,
+        Scope.scoring_write,
+        Scope.assignment_read,
+        Scope.assignment_write,
+        Scope.reports_read,
     }
 )
 

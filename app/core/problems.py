@@ -40,6 +40,7 @@ _UNIQUE_MESSAGES = {
     "uq_pipeline_stages_live_name": "The pipeline already has a stage with this name",
     "uq_products_organization_id_sku": "A product with this SKU already exists",
     "uq_deals_organization_id_external_id": "A deal with this external_id already exists",
+    "uq_contract_templates_organization_id_name": "A contract template with this name already exists",
 }
 
 

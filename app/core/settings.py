@@ -76,8 +76,20 @@ class Settings(BaseSettings):
     imports_stale_after_seconds: float = Field(
         default=120, gt=0, description="A running import with no chunk committed for this long is resumed by the sweep"
     )
+    scoring_rescore_parallelism: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Connections a full rescore of a large organisation's contacts splits its work over",
+    )
     csv_max_rows: int = Field(
         default=10_000, ge=1, description="Records a list or search answers as CSV (`Accept: text/csv`) at most"
+    )
+    contracts_document_max_chars: int = Field(
+        default=1_000_000, ge=1000, description="Longest contract document a template may render, in characters"
+    )
+    contracts_render_timeout_seconds: float = Field(
+        default=2.0, gt=0, le=60, description="How long a contract template may take to render"
     )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -12,6 +12,7 @@ from app.core.db import create_engine, create_session_factory
 from app.core.logging import configure_logging
 from app.core.redis import arq_settings
 from app.core.settings import get_settings
+from app.jobs.contracts import expire_contracts, remind_contract_renewals
 from app.jobs.duplicates import run_duplicate_scan, sweep_duplicate_scans
 from app.jobs.exports import run_export, sweep_exports
 from app.jobs.imports import run_import, sweep_imports
@@ -20,6 +21,8 @@ from app.jobs.maintenance import (
     purge_expired_refresh_tokens,
 )
 from app.jobs.relay import RELAY_JOB_TIMEOUT_SECONDS, purge_old_events, relay_events, sweep_events
+from app.jobs.scoring import RESCORE_JOB_TIMEOUT_SECONDS, decay_scores, rescore_organization, sweep_rescores
+from app.jobs.tasks import announce_due_tasks
 from app.services import webhooks
 from app.services.relay import Relay
 
@@ -83,6 +86,12 @@ class WorkerSettings:
         func(sweep_imports, timeout=IMPORT_JOB_TIMEOUT_SECONDS),
         func(run_duplicate_scan, timeout=SCAN_JOB_TIMEOUT_SECONDS),
         func(sweep_duplicate_scans, timeout=SCAN_JOB_TIMEOUT_SECONDS),
+        announce_due_tasks,
+        func(rescore_organization, timeout=RESCORE_JOB_TIMEOUT_SECONDS),
+        func(sweep_rescores, timeout=RESCORE_JOB_TIMEOUT_SECONDS),
+        decay_scores,
+        remind_contract_renewals,
+        expire_contracts,
         # No result kept: the relay job's fixed id must be free again as soon as it ends.
         func(relay_events, keep_result=0, timeout=RELAY_JOB_TIMEOUT_SECONDS),
     ]
@@ -96,6 +105,18 @@ class WorkerSettings:
         cron(sweep_exports, second={40}, run_at_startup=True),
         cron(sweep_imports, second={50}, run_at_startup=True, timeout=IMPORT_JOB_TIMEOUT_SECONDS),
         cron(sweep_duplicate_scans, second={20}, run_at_startup=True, timeout=SCAN_JOB_TIMEOUT_SECONDS),
+        # Each reminder is claimed by a conditional UPDATE in the transaction that emits it, so
+        # two workers running this at once announce every task once.
+        # Rescores queue on a per-organisation lock and clear only the mark they saw: a duplicate
+        # run does nothing, a lost one is swept up here.
+        cron(sweep_rescores, second={30}, run_at_startup=True, timeout=RESCORE_JOB_TIMEOUT_SECONDS),
+        cron(decay_scores, hour={2}, minute={43}),
+        cron(announce_due_tasks, second={10, 40}, run_at_startup=True),
+        # Claimed by conditional UPDATEs in the transactions that emit their events: a run on two
+        # workers reminds of and expires each contract once. Hourly, so a worker that was down
+        # at the usual time catches up within the hour.
+        cron(remind_contract_renewals, minute={13}, run_at_startup=True),
+        cron(expire_contracts, minute={3}, run_at_startup=True),
         cron(
             sweep_events,
             second=set(range(0, 60, 5)),

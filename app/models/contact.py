@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ForeignKeyConstraint, Index, String, Text, text
+from sqlalchemy import ForeignKeyConstraint, Index, String, Text, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from app.core.enums import ContactSource, LifecycleStage
 from app.models.base import (
@@ -20,6 +20,7 @@ from app.models.base import (
     str_enum,
 )
 from app.models.contact_point import AddressMixin
+from app.models.scoring import LeadScore
 
 
 class Contact(TenantMixin, AddressMixin, TimestampMixin, ArchivableMixin, VersionedMixin, Base):
@@ -94,3 +95,26 @@ class Contact(TenantMixin, AddressMixin, TimestampMixin, ArchivableMixin, Versio
     # Set by an erase (GDPR): the personal fields are gone for good, the row stays for aggregates.
     erased_at: Mapped[datetime | None] = mapped_column(default=None)
     merged_into_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+
+    if TYPE_CHECKING:
+        # Mapped below, from lead_scores (see _score_column).
+        lead_score: Mapped[int | None]
+        lead_grade: Mapped[str | None]
+
+
+def _score_column(column: str, name: str) -> Any:
+    """The contact's lead score or grade (kept in lead_scores), read with the contact. Not expired
+    by a flush: scoring sets the new values on the object in the same transaction."""
+    stored = LeadScore.__table__.c
+    return column_property(
+        select(stored[column])
+        .where(stored.organization_id == Contact.organization_id, stored.contact_id == Contact.id)
+        .correlate_except(LeadScore)
+        .scalar_subquery()
+        .label(name),
+        expire_on_flush=False,
+    )
+
+
+Contact.lead_score = _score_column("score", "lead_score")
+Contact.lead_grade = _score_column("grade", "lead_grade")

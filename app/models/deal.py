@@ -39,6 +39,22 @@ class Deal(TenantMixin, TimestampMixin, ArchivableMixin, VersionedMixin, Base):
         Index("ix_deals_organization_id_company_id", "organization_id", "company_id"),
         Index("ix_deals_organization_id_updated_at_id", "organization_id", "updated_at", "id"),
         Index("ix_deals_forecast", "organization_id", "expected_close_date", postgresql_where=text("status = 'open'")),
+        # The sales reports' covering indexes (migration 0014).
+        Index(
+            "ix_deals_report_open",
+            "organization_id",
+            "expected_close_date",
+            postgresql_include=["pipeline_id", "owner_id", "currency", "amount", "probability"],
+            postgresql_where=text("status = 'open' AND archived_at IS NULL"),
+        ),
+        Index(
+            "ix_deals_report_closed",
+            "organization_id",
+            "closed_at",
+            postgresql_include=["pipeline_id", "owner_id", "status", "currency", "amount", "created_at"],
+            postgresql_where=text("closed_at IS NOT NULL AND archived_at IS NULL"),
+        ),
+        Index("ix_deals_archived", "organization_id", "id", postgresql_where=text("archived_at IS NOT NULL")),
         Index("ix_deals_search_grams", "search_grams", postgresql_using="gin"),
         Index("ix_deals_tags", "tags", postgresql_using="gin"),
         Index(
@@ -136,6 +152,13 @@ class DealStageVisit(TenantMixin, Base):
         ),
         Index("ix_deal_stage_history_deal", "organization_id", "deal_id", "entered_at"),
         Index("ix_deal_stage_history_funnel", "organization_id", "pipeline_id", "entered_at", "stage_id"),
+        Index(
+            "ix_deal_stage_history_report",
+            "organization_id",
+            "pipeline_id",
+            "entered_at",
+            postgresql_include=["stage_id", "deal_id", "exited_at"],
+        ),
     )
 
     deal_id: Mapped[uuid.UUID]

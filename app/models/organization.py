@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     ForeignKey,
@@ -14,7 +14,7 @@ from sqlalchemy import (
     Text,
     false,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.ids import new_id
@@ -34,6 +34,12 @@ class Organization(TimestampMixin, VersionedMixin, Base):
     merge_email_duplicates: Mapped[bool] = mapped_column(default=False, server_default=false())
     # Deals, products and orders are in this currency unless they name another.
     currency: Mapped[str] = mapped_column(String(3), default="CNY", server_default="CNY")
+    # The least lead score of grades A, B and C (below C is D).
+    lead_grade_thresholds: Mapped[dict[str, int]] = mapped_column(
+        JSONB, default=lambda: {"A": 80, "B": 50, "C": 20}, server_default='{"A": 80, "B": 50, "C": 20}'
+    )
+    # Set when scoring rules or thresholds change; cleared by the job that rescored everyone.
+    rescore_requested_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class User(TenantMixin, TimestampMixin, VersionedMixin, Base):
@@ -49,6 +55,9 @@ class User(TenantMixin, TimestampMixin, VersionedMixin, Base):
     role: Mapped[Role] = mapped_column(str_enum(Role, "user_role"))
     is_active: Mapped[bool] = mapped_column(default=True)
     deactivated_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Away on these days (both included; no end: until further notice): assignment skips them.
+    out_of_office_from: Mapped[date | None] = mapped_column(default=None)
+    out_of_office_until: Mapped[date | None] = mapped_column(default=None)
 
 
 class Team(TenantMixin, TimestampMixin, VersionedMixin, Base):

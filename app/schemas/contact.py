@@ -172,6 +172,8 @@ class ContactRead(ReadSchema):
     country: str | None
     source: ContactSource
     lifecycle_stage: LifecycleStage
+    lead_score: int | None = Field(description="Points from the scoring rules (GET /contacts/{id}/score explains them)")
+    lead_grade: str | None = Field(description="A–D by the organisation's lead_grade_thresholds")
     owner_id: uuid.UUID | None
     tags: list[str]
     external_id: str | None

@@ -6,10 +6,24 @@ import uuid
 from datetime import datetime
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from app.core.permissions import Visibility
-from app.schemas.common import Currency, PatchSchema, ReadSchema
+from app.schemas.common import Currency, InputSchema, PatchSchema, ReadSchema
+
+
+class GradeThresholds(InputSchema):
+    """The least lead score of each grade; below C is D."""
+
+    A: int = Field(ge=-100000, le=100000)
+    B: int = Field(ge=-100000, le=100000)
+    C: int = Field(ge=-100000, le=100000)
+
+    @model_validator(mode="after")
+    def _descending(self) -> GradeThresholds:
+        if not self.A > self.B > self.C:
+            raise ValueError("A must be above B, and B above C")
+        return self
 
 
 class OrganizationRead(ReadSchema):
@@ -20,6 +34,7 @@ class OrganizationRead(ReadSchema):
         description="A POST /contacts whose e-mail an existing contact has fills that contact in instead (200)"
     )
     currency: str = Field(description="ISO 4217 code deals and products use unless they name another")
+    lead_grade_thresholds: dict[str, int] = Field(description="The least lead score of grades A, B and C")
     created_at: datetime
     updated_at: datetime
     version: int
@@ -27,10 +42,13 @@ class OrganizationRead(ReadSchema):
 
 class OrganizationUpdate(PatchSchema):
     non_nullable: ClassVar[frozenset[str]] = frozenset(
-        {"name", "record_visibility", "merge_email_duplicates", "currency"}
+        {"name", "record_visibility", "merge_email_duplicates", "currency", "lead_grade_thresholds"}
     )
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     record_visibility: Visibility | None = None
     merge_email_duplicates: bool | None = None
     currency: Currency | None = None
+    lead_grade_thresholds: GradeThresholds | None = Field(
+        default=None, description="Changing them regrades every contact (in a job)"
+    )

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import ClassVar
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from app.core.permissions import Role
 from app.schemas.common import Email, InputSchema, Page, PatchSchema, ReadSchema
@@ -41,6 +41,15 @@ class UserUpdate(PatchSchema):
 
     full_name: str | None = Field(default=None, min_length=1, max_length=200)
     role: Role | None = None
+    out_of_office_from: date | None = Field(default=None, description="First day away; assignment skips the user")
+    out_of_office_until: date | None = Field(default=None, description="Last day away; none: until further notice")
+
+    @model_validator(mode="after")
+    def _period(self) -> UserUpdate:
+        start, end = self.out_of_office_from, self.out_of_office_until
+        if start is not None and end is not None and end < start:
+            raise ValueError("out_of_office_until is before out_of_office_from")
+        return self
 
 
 class UserRead(ReadSchema):
@@ -50,6 +59,8 @@ class UserRead(ReadSchema):
     role: Role
     is_active: bool
     deactivated_at: datetime | None
+    out_of_office_from: date | None
+    out_of_office_until: date | None
     created_at: datetime
     updated_at: datetime
     version: int

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement
@@ -22,7 +22,7 @@ from app.models.company import Company
 from app.models.contact import Contact
 from app.models.organization import Organization
 from app.schemas.contact import ContactCreate, ContactRead, ContactUpdate
-from app.services import companies, merges, records, users
+from app.services import assignment, companies, merges, records, scoring, users
 from app.services.filters import FieldSpec, FieldType
 from app.services.records import FindQuery, RecordType, builtin
 
@@ -93,7 +93,15 @@ CONTACTS: RecordType[Contact] = RecordType(
     read_schema=ContactRead,
     transitions={"owner_id": "assigned", "lifecycle_stage": "lifecycle_stage_changed"},
     gram_document=lambda contact: contact.search_text + text_search.SEPARATOR + contact.company_search_text,
+    # Deferred to call time: scoring and assignment read CONTACTS' fields, so they import each other.
+    refresh_derived=lambda session, principal, written: _after_write(session, principal, written),
 )
+
+
+async def _after_write(session: AsyncSession, principal: Principal, written: Sequence[Contact]) -> None:
+    """Contacts just written: their lead scores, and the announcements of those a rule assigned."""
+    await scoring.refresh_contacts(session, principal, written)
+    await assignment.announce(session, principal, written)
 
 
 def search_document(contact: Contact) -> str:
@@ -158,6 +166,7 @@ async def create_or_merge_contact(
     before = audit.snapshot(existing)
     fold_into(existing, await build_contact(session, principal, data))
     await session.flush()
+    await CONTACTS.written(session, principal, [existing])
     changes = audit.diff(before, audit.snapshot(existing)) | {"merged_ids": {"before": None, "after": ["(new)"]}}
     records.announce(session, principal, CONTACTS, existing, action=AuditAction.merge, event="merged", changes=changes)
     return existing, True
@@ -188,13 +197,12 @@ async def _email_twin(session: AsyncSession, principal: Principal, email: str) -
 
 async def build_contact(session: AsyncSession, principal: Principal, data: ContactCreate) -> Contact:
     """A new contact, checked and filled in, not yet added to the session."""
+    owner_sent = "owner_id" in data.model_fields_set
     contact = Contact(
         organization_id=principal.organization_id,
         **data.model_dump(exclude={"custom_fields", "source", "email_opt_in_source", "owner_id"}),
         source=data.source or (ContactSource.api if principal.kind == "api_key" else ContactSource.manual),
-        owner_id=await records.initial_owner(
-            session, principal, sent="owner_id" in data.model_fields_set, owner_id=data.owner_id
-        ),
+        owner_id=await records.initial_owner(session, principal, sent=owner_sent, owner_id=data.owner_id),
         custom_fields=await records.custom_values(session, principal, CONTACTS, data.custom_fields),
     )
     if data.company_id is not None:
@@ -203,6 +211,9 @@ async def build_contact(session: AsyncSession, principal: Principal, data: Conta
     if data.email_opt_in:
         _consent_given(contact, source=data.email_opt_in_source, principal=principal)
     contact.search_text = search_document(contact)
+    if not owner_sent:
+        # An owner sent is kept; otherwise the assignment rules may route the contact.
+        await assignment.assign_new(session, principal, contact)
     return contact
 
 

@@ -35,11 +35,13 @@ from app.models.organization import Organization
 from app.models.pipeline import Pipeline, PipelineStage
 from app.models.product import Product
 from app.schemas.deal import DealContactLink, DealCreate, DealRead, DealUpdate, LineItemCreate
+from app.schemas.pipeline import StageUpdate
 from app.services import pipelines, records
 from app.services.filters import FieldSpec, FieldType
 from app.services.records import FindQuery, RecordType, builtin
 
 CENT: Final = Decimal("0.01")
+QUANTITY_STEP: Final = Decimal("0.0001")
 
 
 def _fields() -> dict[str, FieldSpec]:
@@ -135,9 +137,10 @@ async def _contact_links(
             raise ValidationFailed(
                 FieldError(("body", "contacts", index, "contact_id"), f"no contact with id {contact_id}")
             )
+    # In the order reads give them (by contact id), so a write's reply matches a later GET.
     return [
         DealContact(organization_id=principal.organization_id, contact_id=link.contact_id, role=link.role)
-        for link in parsed
+        for link in sorted(parsed, key=lambda link: link.contact_id)
     ]
 
 
@@ -174,16 +177,19 @@ async def _line_items(
             name = name or product.name
             unit_price = product.price if unit_price is None else unit_price
         assert name is not None and unit_price is not None  # LineItemCreate requires them without a product
+        # At the columns' scales, so a write's reply shows what a later read will.
+        quantity = item.quantity.quantize(QUANTITY_STEP)
+        discount = item.discount_percent.quantize(CENT)
         lines.append(
             DealLineItem(
                 organization_id=principal.organization_id,
                 position=position,
                 product_id=item.product_id,
                 name=name,
-                quantity=item.quantity,
+                quantity=quantity,
                 unit_price=unit_price,
-                discount_percent=item.discount_percent,
-                amount=line_amount(item.quantity, unit_price, item.discount_percent),
+                discount_percent=discount,
+                amount=line_amount(quantity, unit_price, discount),
             )
         )
     return lines
@@ -517,6 +523,27 @@ async def board(
         page = await find_deals(session, principal, FindQuery(equals=equals, limit=limit))
         columns.append(BoardColumn(stage, counts.get(stage.id, 0), totals.get(stage.id, []), page))
     return pipeline, columns
+
+
+async def update_stage(
+    session: AsyncSession, principal: Principal, pipeline_id: uuid.UUID, stage_id: uuid.UUID, *, data: StageUpdate
+) -> PipelineStage:
+    """Changes a stage; deals that follow its probability take a new one, each with its audit row
+    and `deal.updated` event."""
+    _, stage = await pipelines.update_stage(session, principal, pipeline_id, stage_id, data=data)
+    following = await session.scalars(
+        select(Deal).where(
+            Deal.organization_id == principal.organization_id,
+            Deal.stage_id == stage.id,
+            Deal.probability_manual.is_(False),
+            Deal.probability != stage.probability,
+        )
+    )
+    for deal in following.all():
+        before = _snapshot(deal)
+        deal.probability = stage.probability
+        await _announce_change(session, principal, deal, before=before, was=deal.status)
+    return stage
 
 
 async def delete_stage(

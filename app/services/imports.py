@@ -471,7 +471,7 @@ async def write_chunk(
             record.source = ContactSource.import_
     await records.insert_new(session, principal, kind, plan)
     await session.flush()  # the matched records' new versions, for their events
-    records.announce_updates(session, principal, kind, plan)
+    await records.announce_updates(session, principal, kind, plan)
     for row, result in zip(rows, plan.results, strict=True):
         if result is None:
             continue

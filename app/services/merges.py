@@ -28,7 +28,18 @@ from app.services.records import RecordType
 MAX_MERGED: Final = 50
 # Not chosen between: identity, bookkeeping and merge state.
 _NOT_MERGEABLE: Final = frozenset(
-    {"id", "organization_id", "version", "created_at", "updated_at", "archived_at", "erased_at", "merged_into_id"}
+    {
+        "id",
+        "organization_id",
+        "version",
+        "created_at",
+        "updated_at",
+        "archived_at",
+        "erased_at",
+        "merged_into_id",
+        "lead_score",
+        "lead_grade",
+    }
 )
 
 _REFERENCES = text(
@@ -216,6 +227,7 @@ async def merge(
     if after_move is not None:
         await after_move(session, principal, survivor)
     await session.flush()
+    await kind.written(session, principal, [survivor])
 
     merged_ids = [str(o.id) for o in others]
     changes = audit.diff(before, audit.snapshot(survivor)) | {"merged_ids": {"before": None, "after": merged_ids}}

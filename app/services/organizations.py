@@ -19,7 +19,7 @@ from app.core.settings import get_settings
 from app.models.organization import Organization, User
 from app.schemas.auth import SignupRequest
 from app.schemas.organization import OrganizationUpdate
-from app.services import pipelines
+from app.services import pipelines, scoring
 from app.services.auth import IssuedTokens, check_password_policy, issue_tokens, principals
 
 
@@ -102,12 +102,14 @@ async def update_organization(
     organization = await session.get(Organization, principal.organization_id, with_for_update=True)
     assert organization is not None
     check_version(organization.version, expected_version)
-    before = audit.snapshot(organization)
+    before = audit.snapshot(organization, exclude={"rescore_requested_at"})
     for name, value in data.changes().items():
         setattr(organization, name, value)
     await session.flush()
     principals.forget_on_commit(session, organization.id)
-    if delta := audit.diff(before, audit.snapshot(organization)):
+    if delta := audit.diff(before, audit.snapshot(organization, exclude={"rescore_requested_at"})):
+        if "lead_grade_thresholds" in delta:
+            await scoring.mark_stale(session, principal)
         audit.record(
             session,
             principal,

@@ -315,25 +315,8 @@ async def update_stage(
     if not delta:
         return pipeline, stage
     await session.flush()
-    if "probability" in delta:
-        await _follow_probability(session, principal, stage)
     _audit(session, principal, "pipeline_stage", stage.id, AuditAction.update, delta)
     return await _touched(session, pipeline), stage
-
-
-async def _follow_probability(session: AsyncSession, principal: Principal, stage: PipelineStage) -> None:
-    """Deals that follow their stage's probability take the new one (a new version each)."""
-    await session.execute(
-        update(Deal)
-        .where(
-            Deal.organization_id == principal.organization_id,
-            Deal.stage_id == stage.id,
-            Deal.probability_manual.is_(False),
-            Deal.probability != stage.probability,
-        )
-        .values(probability=stage.probability, version=Deal.version + 1, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
 
 
 async def reorder_stages(

@@ -153,6 +153,7 @@ async def erase_contact(
     contact.erased_at = now
     contact.archived_at = contact.archived_at or now
     await session.flush()
+    await CONTACTS.written(session, principal, [contact])
     organization_id = principal.organization_id
 
     for entry in await _trail(session, organization_id, contact_id):

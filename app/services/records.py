@@ -42,6 +42,13 @@ class RecordType(Generic[M]):
     transitions: Mapping[str, str]
     # The document a record's search grams are made of (as the database's trigger makes it).
     gram_document: Callable[[Any], str]
+    # Data derived from the records (a contact's lead score), brought up to date after they were
+    # written and flushed, before their events are built: every write path calls it.
+    refresh_derived: Callable[[AsyncSession, Principal, Sequence[Any]], Awaitable[None]] | None = None
+
+    async def written(self, session: AsyncSession, principal: Principal, written: Sequence[Any]) -> None:
+        if self.refresh_derived is not None and written:
+            await self.refresh_derived(session, principal, written)
 
     def repository(self, session: AsyncSession, principal: Principal) -> TenantRepository[M]:
         return TenantRepository(self.model, session, principal, label=self.label)
@@ -67,8 +74,15 @@ class FindQuery:
 
 
 async def field_registry(session: AsyncSession, principal: Principal, kind: RecordType[Any]) -> FieldRegistry:
+    return await organization_registry(session, principal.organization_id, kind)
+
+
+async def organization_registry(
+    session: AsyncSession, organization_id: uuid.UUID, kind: RecordType[Any]
+) -> FieldRegistry:
+    """The fields a filter over the organisation's records may name, custom fields included."""
     fields = kind.builtin_fields()
-    definitions = await definitions_for(session, principal.organization_id, kind.custom_entity)
+    definitions = await definitions_for(session, organization_id, kind.custom_entity)
     fields.update(filter_fields(definitions, kind.columns.custom_fields))
     return FieldRegistry(kind.label, fields)
 
@@ -277,6 +291,7 @@ def announce_created(session: AsyncSession, principal: Principal, kind: RecordTy
 async def created(session: AsyncSession, principal: Principal, kind: RecordType[M], record: M) -> M:
     session.add(record)
     await session.flush()
+    await kind.written(session, principal, [record])
     announce_created(session, principal, kind, record)
     return record
 
@@ -287,6 +302,7 @@ async def updated(
     """Writes the update's audit row, if anything changed."""
     if delta := audit.diff(before, audit.snapshot(record)):
         await session.flush()
+        await kind.written(session, principal, [record])
         announce(session, principal, kind, record, action=AuditAction.update, event="updated", changes=delta)
     return record
 
@@ -570,10 +586,13 @@ def _skipped(index: int, reason: str, record_id: uuid.UUID | None = None) -> Bat
     return BatchResult(index=index, status="skipped", id=record_id, problem={"detail": reason})
 
 
-def announce_updates(session: AsyncSession, principal: Principal, kind: RecordType[Any], plan: BatchPlan[Any]) -> None:
+async def announce_updates(
+    session: AsyncSession, principal: Principal, kind: RecordType[Any], plan: BatchPlan[Any]
+) -> None:
     """The matched records' results, with an audit row and event for each that changed (flushed)."""
-    for index, record, before in plan.existing:
-        delta = audit.diff(before, audit.snapshot(record))
+    deltas = [(index, record, audit.diff(before, audit.snapshot(record))) for index, record, before in plan.existing]
+    await kind.written(session, principal, [record for _, record, delta in deltas if delta])
+    for index, record, delta in deltas:
         if delta:
             announce(session, principal, kind, record, action=AuditAction.update, event="updated", changes=delta)
         plan.results[index] = BatchResult(index=index, status="updated" if delta else "unchanged", id=record.id)
@@ -602,7 +621,7 @@ async def write_batch(
         )
     await insert_new(session, principal, kind, plan)
     await session.flush()  # the matched records' new versions, for their events
-    announce_updates(session, principal, kind, plan)
+    await announce_updates(session, principal, kind, plan)
     return [r for r in plan.results if r is not None]
 
 
@@ -624,7 +643,9 @@ async def insert_new(session: AsyncSession, principal: Principal, kind: RecordTy
         )
         values["search_grams"] = text_search.document_grams(kind.gram_document(record))
         rows.append(values)
-        emit_event(session, principal, kind, record, "created")
         plan.results[index] = BatchResult(index=index, status="created", id=record.id)
     await copy_rows(session, kind.model, rows)
     await copy_rows(session, AuditEntry, audit_rows)
+    await kind.written(session, principal, [record for _, record in plan.new])
+    for _, record in plan.new:
+        emit_event(session, principal, kind, record, "created")

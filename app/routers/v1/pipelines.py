@@ -138,7 +138,7 @@ async def create_stage(session: SessionDep, principal: Writer, pipeline_id: uuid
 async def update_stage(
     session: SessionDep, principal: Writer, pipeline_id: uuid.UUID, stage_id: uuid.UUID, body: StageUpdate
 ) -> StageRead:
-    _, stage = await pipelines.update_stage(session, principal, pipeline_id, stage_id, data=body)
+    stage = await deals.update_stage(session, principal, pipeline_id, stage_id, data=body)
     return StageRead.model_validate(stage)
 
 

@@ -1,0 +1,362 @@
+"""Orders: what a customer bought, priced by the server, and its status.
+
+Every status change goes through `transition_order` and is checked against `TRANSITIONS`, the
+one table of what may follow what. A fulfilled order cannot be cancelled: the goods are out, and
+undoing that is a return or a credit note, not a status. Line amounts are Decimals: the net is
+quantity × unit price × (1 − discount), the tax is the net × the tax rate, each rounded half up
+to cents on its own; the order's totals are sums of those rounded amounts, so they always add up
+to what the lines show.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Final
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core import audit, events
+from app.core.enums import AuditAction, OrderStatus, StageKind
+from app.core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from app.core.pagination import Keyset, Page
+from app.core.principal import Principal
+from app.core.repository import TenantRepository, check_version
+from app.models.base import utcnow
+from app.models.company import Company
+from app.models.contact import Contact
+from app.models.deal import Deal
+from app.models.order import Order, OrderLineItem
+from app.models.organization import Organization
+from app.models.product import Product
+from app.schemas.order import OrderCreate, OrderLineCreate, OrderRead, OrderUpdate
+from app.services.deals import line_amount
+
+CENT: Final = Decimal("0.01")
+_QUANTITY_SCALE: Final = Decimal("0.0001")
+LABEL: Final = "order"
+
+TRANSITIONS: Final[dict[OrderStatus, frozenset[OrderStatus]]] = {
+    OrderStatus.draft: frozenset({OrderStatus.confirmed, OrderStatus.cancelled}),
+    OrderStatus.confirmed: frozenset({OrderStatus.fulfilled, OrderStatus.cancelled}),
+    OrderStatus.fulfilled: frozenset({OrderStatus.paid}),
+    OrderStatus.paid: frozenset(),
+    OrderStatus.cancelled: frozenset(),
+}
+# The column that records when the order reached a status.
+_REACHED_AT: Final = {
+    OrderStatus.confirmed: "confirmed_at",
+    OrderStatus.fulfilled: "fulfilled_at",
+    OrderStatus.paid: "paid_at",
+    OrderStatus.cancelled: "cancelled_at",
+}
+# Fields a PATCH may change once the order has left draft.
+_ALWAYS_EDITABLE: Final = frozenset({"notes"})
+
+
+def _line_amounts(
+    quantity: Decimal, unit_price: Decimal, discount_percent: Decimal, tax_percent: Decimal
+) -> tuple[Decimal, Decimal]:
+    """(net, tax) of one line, each rounded half up to cents."""
+    net = line_amount(quantity, unit_price, discount_percent)
+    tax = (net * tax_percent / Decimal(100)).quantize(CENT, rounding=ROUND_HALF_UP)
+    return net, tax
+
+
+def _orders(session: AsyncSession, principal: Principal) -> TenantRepository[Order]:
+    return TenantRepository(Order, session, principal, label=LABEL)
+
+
+def _snapshot(order: Order) -> audit.Snapshot:
+    return audit.snapshot(order) | {
+        "line_items": [
+            audit.snapshot(item, exclude={"order_id", "position"}) | {"id": str(item.id)} for item in order.line_items
+        ]
+    }
+
+
+def _emit(session: AsyncSession, principal: Principal, order: Order, name: str, changes: audit.Changes | None) -> None:
+    events.emit(
+        session,
+        organization_id=principal.organization_id,
+        type=f"{LABEL}.{name}",
+        entity_type=LABEL,
+        entity_id=order.id,
+        data=OrderRead.model_validate(order).model_dump(mode="json"),
+        actor=events.Actor.of(principal),
+        changes=changes,
+    )
+
+
+async def _organization_currency(session: AsyncSession, principal: Principal) -> str:
+    currency = await session.scalar(select(Organization.currency).where(Organization.id == principal.organization_id))
+    return currency or "CNY"
+
+
+async def _check_related(session: AsyncSession, principal: Principal, values: dict[str, Any]) -> None:
+    """The contact, company and deal named exist in the caller's organisation (and are visible
+    to it): a 422 at the field otherwise."""
+    for field, model in (("contact_id", Contact), ("company_id", Company), ("deal_id", Deal)):
+        record_id = values.get(field)
+        if record_id is None:
+            continue
+        label = field.removesuffix("_id")
+        try:
+            await TenantRepository(model, session, principal, label=label).get(record_id)
+        except NotFound as exc:
+            raise ValidationFailed(FieldError(("body", field), f"no {label} with id {record_id}")) from exc
+
+
+async def _priced_lines(
+    session: AsyncSession, principal: Principal, items: Sequence[OrderLineCreate | dict[str, Any]], *, currency: str
+) -> list[OrderLineItem]:
+    parsed = [OrderLineCreate.model_validate(item) for item in items]
+    product_ids = {item.product_id for item in parsed if item.product_id is not None}
+    products = {
+        product.id: product
+        for product in await session.scalars(
+            select(Product).where(Product.organization_id == principal.organization_id, Product.id.in_(product_ids))
+        )
+    }
+    lines = []
+    for position, item in enumerate(parsed):
+        loc = ("body", "line_items", position)
+        name, unit_price = item.name, item.unit_price
+        if item.product_id is not None:
+            product = products.get(item.product_id)
+            if product is None or not product.active:
+                raise ValidationFailed(FieldError((*loc, "product_id"), f"no active product with id {item.product_id}"))
+            if unit_price is None and product.currency != currency:
+                raise ValidationFailed(
+                    FieldError(
+                        (*loc, "unit_price"),
+                        f"the product is priced in {product.currency}, the order in {currency}: give a unit_price",
+                    )
+                )
+            name = name or product.name
+            unit_price = product.price if unit_price is None else unit_price
+        assert name is not None and unit_price is not None  # OrderLineCreate requires them without a product
+        lines.append(
+            _line(
+                principal,
+                position=position,
+                product_id=item.product_id,
+                name=name,
+                quantity=item.quantity,
+                unit_price=unit_price,
+                discount_percent=item.discount_percent,
+                tax_percent=item.tax_percent,
+            )
+        )
+    return lines
+
+
+def _line(
+    principal: Principal,
+    *,
+    position: int,
+    product_id: uuid.UUID | None,
+    name: str,
+    quantity: Decimal,
+    unit_price: Decimal,
+    discount_percent: Decimal,
+    tax_percent: Decimal,
+) -> OrderLineItem:
+    net, tax = _line_amounts(quantity, unit_price, discount_percent, tax_percent)
+    # At the columns' scales, so the reply to this request reads as every later read does.
+    return OrderLineItem(
+        organization_id=principal.organization_id,
+        position=position,
+        product_id=product_id,
+        name=name,
+        quantity=quantity.quantize(_QUANTITY_SCALE),
+        unit_price=unit_price.quantize(CENT),
+        discount_percent=discount_percent.quantize(CENT),
+        tax_percent=tax_percent.quantize(CENT),
+        net_amount=net,
+        tax_amount=tax,
+    )
+
+
+def _total(order: Order) -> None:
+    order.subtotal = sum((line.net_amount for line in order.line_items), Decimal("0.00"))
+    order.tax_total = sum((line.tax_amount for line in order.line_items), Decimal("0.00"))
+    order.total = order.subtotal + order.tax_total
+
+
+async def _created(session: AsyncSession, principal: Principal, order: Order) -> Order:
+    _total(order)
+    session.add(order)
+    await session.flush()
+    audit.record(
+        session,
+        principal,
+        action=AuditAction.create,
+        entity_type=LABEL,
+        entity_id=order.id,
+        changes=audit.creation(_snapshot(order)),
+    )
+    _emit(session, principal, order, "created", None)
+    return order
+
+
+async def create_order(session: AsyncSession, principal: Principal, *, data: OrderCreate) -> Order:
+    await _check_related(session, principal, data.model_dump(include={"contact_id", "company_id", "deal_id"}))
+    currency = data.currency or await _organization_currency(session, principal)
+    order = Order(
+        organization_id=principal.organization_id,
+        contact_id=data.contact_id,
+        company_id=data.company_id,
+        deal_id=data.deal_id,
+        currency=currency,
+        notes=data.notes,
+        line_items=await _priced_lines(session, principal, data.line_items, currency=currency),
+    )
+    return await _created(session, principal, order)
+
+
+async def create_order_from_deal(session: AsyncSession, principal: Principal, deal_id: uuid.UUID) -> Order:
+    """A draft order for a won deal: its company, its first contact (as the deal lists them), its
+    currency and its lines as they were priced on the deal (untaxed; set tax rates on the draft)."""
+    deal = await TenantRepository(Deal, session, principal, label="deal").get(deal_id)
+    if deal.archived_at is not None:
+        raise Conflict("The deal is archived; restore it first")
+    if deal.status is not StageKind.won:
+        raise Conflict(f"Only a won deal becomes an order; this one is {deal.status.value}")
+    contact_id = deal.contacts[0].contact_id if deal.contacts else None
+    if deal.company_id is None and contact_id is None:
+        raise Conflict("The deal has neither a company nor a contact to order for; add one to the deal")
+    order = Order(
+        organization_id=principal.organization_id,
+        contact_id=contact_id,
+        company_id=deal.company_id,
+        deal_id=deal.id,
+        currency=deal.currency,
+        line_items=[
+            _line(
+                principal,
+                position=item.position,
+                product_id=item.product_id,
+                name=item.name,
+                quantity=item.quantity,
+                unit_price=item.unit_price,
+                discount_percent=item.discount_percent,
+                tax_percent=Decimal(0),
+            )
+            for item in deal.line_items
+        ],
+    )
+    return await _created(session, principal, order)
+
+
+async def get_order(session: AsyncSession, principal: Principal, order_id: uuid.UUID) -> Order:
+    return await _orders(session, principal).get(order_id)
+
+
+async def _locked(
+    session: AsyncSession, principal: Principal, order_id: uuid.UUID, expected_version: int | None
+) -> Order:
+    order = await _orders(session, principal).get(order_id, for_update=True)
+    check_version(order.version, expected_version)
+    return order
+
+
+async def _announce_change(
+    session: AsyncSession, principal: Principal, order: Order, *, before: audit.Snapshot, events_: Sequence[str]
+) -> None:
+    delta = audit.diff(before, _snapshot(order))
+    if not delta:
+        return
+    # A change to the line items alone is still a new version of the order.
+    order.updated_at = utcnow()
+    await session.flush()
+    audit.record(session, principal, action=AuditAction.update, entity_type=LABEL, entity_id=order.id, changes=delta)
+    for name in events_:
+        _emit(session, principal, order, name, delta)
+
+
+async def update_order(
+    session: AsyncSession,
+    principal: Principal,
+    order_id: uuid.UUID,
+    *,
+    data: OrderUpdate,
+    expected_version: int | None,
+) -> Order:
+    order = await _locked(session, principal, order_id, expected_version)
+    changes = data.changes()
+    if order.status is not OrderStatus.draft and (frozen := sorted(set(changes) - _ALWAYS_EDITABLE)):
+        raise Conflict(f"The order is {order.status.value}; {', '.join(frozen)} change only while it is a draft")
+    # One UPDATE at the end: the lookups on the way must not flush half a change.
+    with session.no_autoflush:
+        before = _snapshot(order)
+        customer = {key: changes.get(key, getattr(order, key)) for key in ("contact_id", "company_id")}
+        if customer["contact_id"] is None and customer["company_id"] is None:
+            raise ValidationFailed(FieldError(("body",), "an order needs a contact_id, a company_id or both"))
+        await _check_related(
+            session,
+            principal,
+            {key: changes[key] for key in ("contact_id", "company_id", "deal_id") if key in changes},
+        )
+        if "line_items" in changes:
+            currency = changes.get("currency", order.currency)
+            order.line_items = await _priced_lines(session, principal, changes.pop("line_items"), currency=currency)
+            _total(order)
+        for name, value in changes.items():
+            if getattr(order, name) != value:
+                setattr(order, name, value)
+    await _announce_change(session, principal, order, before=before, events_=["updated"])
+    return order
+
+
+async def transition_order(
+    session: AsyncSession,
+    principal: Principal,
+    order_id: uuid.UUID,
+    *,
+    to: OrderStatus,
+    expected_version: int | None,
+) -> Order:
+    """Moves the order to `to` if `TRANSITIONS` allows it; audited, and announced as
+    `order.status_changed` and `order.<to>`."""
+    order = await _locked(session, principal, order_id, expected_version)
+    allowed = TRANSITIONS[order.status]
+    if to not in allowed:
+        listed = ", ".join(sorted(allowed)) or "none: it is final"
+        raise Conflict(f"An order that is {order.status.value} cannot become {to.value} (allowed: {listed})")
+    if to is OrderStatus.confirmed and not order.line_items:
+        raise Conflict("An order without line items cannot be confirmed")
+    before = _snapshot(order)
+    order.status = to
+    setattr(order, _REACHED_AT[to], utcnow())
+    await _announce_change(session, principal, order, before=before, events_=["status_changed", to.value])
+    return order
+
+
+async def find_orders(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    status: OrderStatus | None = None,
+    contact_id: uuid.UUID | None = None,
+    company_id: uuid.UUID | None = None,
+    deal_id: uuid.UUID | None = None,
+    cursor: str | None,
+    limit: int,
+) -> Page[Order]:
+    """Orders newest first, filtered by status, contact, company or deal when given."""
+    repository = _orders(session, principal)
+    statement = repository.scoped()
+    for column, value in (
+        (Order.status, status),
+        (Order.contact_id, contact_id),
+        (Order.company_id, company_id),
+        (Order.deal_id, deal_id),
+    ):
+        if value is not None:
+            statement = statement.where(column == value)
+    return await repository.page(
+        statement, Keyset.of([], Order.__table__.c.id, id_descending=True), cursor=cursor, limit=limit
+    )

@@ -1,0 +1,517 @@
+"""Sales reports: the funnel from stage history, the weighted forecast, rep performance and
+pipeline velocity, with exact figures; periods, visibility, tenancy, roles and validation."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tests.helpers import Tenant, add_api_key, add_user, assert_problem, create, error_locs
+
+DEALS = "/api/v1/deals"
+REPORTS = "/api/v1/reports"
+ENDPOINTS = ("funnel", "forecast", "rep-performance", "velocity")
+
+
+async def _stages(client: httpx.AsyncClient, tenant: Tenant) -> dict[str, str]:
+    """The default pipeline's stages by name, and its id under "pipeline"."""
+    response = await client.get("/api/v1/pipelines", headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    pipeline = response.json()["items"][0]
+    return {stage["name"]: stage["id"] for stage in pipeline["stages"]} | {"pipeline": pipeline["id"]}
+
+
+async def _deal(client: httpx.AsyncClient, tenant: Tenant, **body: Any) -> dict[str, Any]:
+    return await create(client, DEALS, tenant.headers, **({"name": "ERP 升级"} | body))
+
+
+async def _move(client: httpx.AsyncClient, tenant: Tenant, deal: dict[str, Any], *stage_ids: str) -> None:
+    for stage_id in stage_ids:
+        response = await client.post(f"{DEALS}/{deal['id']}/move", headers=tenant.headers, json={"stage_id": stage_id})
+        assert response.status_code == 200, response.text
+
+
+async def _backdate_visits(db: AsyncSession, deal: dict[str, Any], base: datetime, *days_ago: float) -> None:
+    """Gives the deal's stage visits, first to last, these entry times (days before `base`);
+    each visit is left when the next one is entered, the last one is still going on."""
+    rows = await db.execute(
+        text("SELECT id FROM deal_stage_history WHERE deal_id = :deal ORDER BY entered_at, id"),
+        {"deal": uuid.UUID(deal["id"])},
+    )
+    ids = [row[0] for row in rows]
+    assert len(ids) == len(days_ago), (ids, days_ago)
+    times = [base - timedelta(days=d) for d in days_ago]
+    for n, visit_id in enumerate(ids):
+        exited = times[n + 1] if n + 1 < len(times) else None
+        await db.execute(
+            text("UPDATE deal_stage_history SET entered_at = :entered, exited_at = :exited WHERE id = :id"),
+            {"entered": times[n], "exited": exited, "id": visit_id},
+        )
+    await db.commit()
+
+
+async def _set_deal(db: AsyncSession, deal: dict[str, Any], **columns: Any) -> None:
+    assignments = ", ".join(f"{name} = :{name}" for name in columns)
+    await db.execute(text(f"UPDATE deals SET {assignments} WHERE id = :id"), {**columns, "id": uuid.UUID(deal["id"])})
+    await db.commit()
+
+
+async def _report(client: httpx.AsyncClient, headers: dict[str, str], name: str, **params: Any) -> dict[str, Any]:
+    response = await client.get(f"{REPORTS}/{name}", headers=headers, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def _steps(report: dict[str, Any]) -> list[tuple[str, int, float | None, float | None]]:
+    return [
+        (s["name"], s["reached"], s["conversion_from_previous"], s["conversion_from_first"]) for s in report["steps"]
+    ]
+
+
+async def _funnel_deals(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession, stages: dict[str, str], base: datetime
+) -> dict[str, dict[str, Any]]:
+    """Five deals through the default pipeline, their histories backdated:
+
+    A 潜在客户 -40 → 需求分析 -38 → 方案制定 -35 → 商务谈判 -30 → 成交 -20
+    B 潜在客户 -50 → 需求分析 -46 → 输单 -45
+    C 潜在客户 -10 (still there)
+    D created in 方案制定 -25 → 商务谈判 -21 (skipped the first two stages)
+    E 潜在客户 -60 → 需求分析 -59 → back to 潜在客户 -57 → 需求分析 -56
+    """
+    s0, s1, s2, s3 = stages["潜在客户"], stages["需求分析"], stages["方案制定"], stages["商务谈判"]
+    deals = {name: await _deal(client, tenant, name=f"deal {name}") for name in "ABCE"}
+    deals["D"] = await _deal(client, tenant, name="deal D", stage_id=s2)
+    await _move(client, tenant, deals["A"], s1, s2, s3, stages["成交"])
+    await _move(client, tenant, deals["B"], s1, stages["输单"])
+    await _move(client, tenant, deals["D"], s3)
+    await _move(client, tenant, deals["E"], s1, s0, s1)
+    await _backdate_visits(db, deals["A"], base, 40, 38, 35, 30, 20)
+    await _backdate_visits(db, deals["B"], base, 50, 46, 45)
+    await _backdate_visits(db, deals["C"], base, 10)
+    await _backdate_visits(db, deals["D"], base, 25, 21)
+    await _backdate_visits(db, deals["E"], base, 60, 59, 57, 56)
+    return deals
+
+
+async def test_funnel_counts_deals_that_reached_each_stage_or_a_later_one(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    stages = await _stages(client, tenant)
+    base = datetime.now(UTC).replace(microsecond=0)
+    await _funnel_deals(client, tenant, db, stages, base)
+
+    since, until = (base - timedelta(days=90)).isoformat(), base.isoformat()
+    report = await _report(client, tenant.headers, "funnel", pipeline_id=stages["pipeline"], since=since, until=until)
+    assert report["pipeline_id"] == stages["pipeline"] and report["owner_id"] is None
+    assert _steps(report) == [
+        ("潜在客户", 5, None, 1.0),
+        ("需求分析", 4, 0.8, 0.8),  # D entered 方案制定 directly: it reached the stages before it
+        ("方案制定", 2, 0.5, 0.4),
+        ("商务谈判", 2, 1.0, 0.4),
+        ("成交", 1, 0.5, 0.2),
+    ]
+    assert [s["kind"] for s in report["steps"]] == ["open", "open", "open", "open", "won"]
+    assert report["steps"][-1]["stage_id"] == stages["成交"]
+    # Finished stays only: 潜在客户 A 2, B 4, E 1 and 1; 需求分析 A 3, B 1, E 2; 方案制定 A 5, D 4; 商务谈判 A 10.
+    durations = [(s["median_days"], s["average_days"], s["stays"]) for s in report["steps"]]
+    assert durations == [(1.5, 2.0, 4), (2.0, 2.0, 3), (4.5, 4.5, 2), (10.0, 10.0, 1), (None, None, 0)]
+
+    # The default pipeline is the one reported when none is named.
+    assert _steps(await _report(client, tenant.headers, "funnel", since=since, until=until)) == _steps(report)
+
+
+async def test_funnel_counts_only_stage_entries_in_the_period(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    stages = await _stages(client, tenant)
+    base = datetime.now(UTC).replace(microsecond=0)
+    await _funnel_deals(client, tenant, db, stages, base)
+    # [-46, -30): A's first four entries (its won entry at -20 is later), B's 需求分析 at -46 (since is
+    # included) and its loss at -45 (no step); -30 itself is excluded, so A's 商务谈判 is out.
+    since, until = (base - timedelta(days=46)).isoformat(), (base - timedelta(days=30)).isoformat()
+    report = await _report(client, tenant.headers, "funnel", since=since, until=until)
+    assert _steps(report) == [
+        ("潜在客户", 2, None, 1.0),
+        ("需求分析", 2, 1.0, 1.0),
+        ("方案制定", 1, 0.5, 0.5),
+        ("商务谈判", 0, 0.0, 0.0),
+        ("成交", 0, None, 0.0),
+    ]
+    # Stays of visits entered in the period: 潜在客户 A 2; 需求分析 A 3, B 1; 方案制定 A 5.
+    assert [s["median_days"] for s in report["steps"]] == [2.0, 2.0, 5.0, None, None]
+
+    empty = await _report(
+        client,
+        tenant.headers,
+        "funnel",
+        since=(base - timedelta(days=300)).isoformat(),
+        until=(base - timedelta(days=200)).isoformat(),
+    )
+    assert [s["reached"] for s in empty["steps"]] == [0, 0, 0, 0, 0]
+    assert empty["steps"][1]["conversion_from_previous"] is None and empty["steps"][0]["median_days"] is None
+
+
+async def test_funnel_leaves_out_archived_deals_and_filters_by_owner(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    stages = await _stages(client, tenant)
+    rep = await add_user(client, tenant, "sales")
+    base = datetime.now(UTC).replace(microsecond=0)
+    deals = await _funnel_deals(client, tenant, db, stages, base)
+    assert (await client.delete(f"{DEALS}/{deals['A']['id']}", headers=tenant.headers)).status_code == 200
+    response = await client.patch(f"{DEALS}/{deals['D']['id']}", headers=tenant.headers, json={"owner_id": rep.user_id})
+    assert response.status_code == 200, response.text
+    since, until = (base - timedelta(days=90)).isoformat(), base.isoformat()
+    report = await _report(client, tenant.headers, "funnel", since=since, until=until)
+    assert [s["reached"] for s in report["steps"]] == [4, 3, 1, 1, 0]
+    theirs = await _report(client, tenant.headers, "funnel", since=since, until=until, owner_id=rep.user_id)
+    assert theirs["owner_id"] == rep.user_id
+    assert [s["reached"] for s in theirs["steps"]] == [1, 1, 1, 1, 0]
+    assert [s["median_days"] for s in theirs["steps"]] == [None, None, 4.0, None, None]
+
+
+async def test_forecast_weights_open_deals_by_expected_close_month_per_currency(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    stages = await _stages(client, tenant)
+    rep = await add_user(client, tenant, "sales")
+    this_month = datetime.now(UTC).date().replace(day=1)
+    m1 = (this_month + timedelta(days=32)).replace(day=1)
+    m2 = (m1 + timedelta(days=32)).replace(day=1)
+    m3 = (m2 + timedelta(days=32)).replace(day=1)
+
+    def day(month: date, n: int) -> str:
+        return month.replace(day=n).isoformat()
+
+    await _deal(client, tenant, amount="1000.00", expected_close_date=day(this_month, 1))  # 10 %
+    await _deal(client, tenant, amount="2000.50", stage_id=stages["方案制定"], expected_close_date=day(this_month, 28))
+    await _deal(client, rep, amount="500", currency="USD", stage_id=stages["商务谈判"], expected_close_date=day(m1, 1))
+    await _deal(client, tenant, stage_id=stages["需求分析"], expected_close_date=day(m1, 10))  # no amount
+    await _deal(client, tenant, amount="333.33", probability=33, expected_close_date=day(m2, 10))
+    await _deal(client, tenant, amount="1", expected_close_date=day(m3, 1))  # after the window
+    await _deal(client, tenant, amount="1")  # no expected close date
+    archived = await _deal(client, tenant, amount="5", expected_close_date=day(this_month, 2))
+    assert (await client.delete(f"{DEALS}/{archived['id']}", headers=tenant.headers)).status_code == 200
+    won = await _deal(client, tenant, amount="700.00", expected_close_date=day(m2, 1))
+    await _move(client, tenant, won, stages["成交"])  # won now, in this month
+    lost = await _deal(client, tenant, amount="900.00", expected_close_date=day(this_month, 3))
+    await _move(client, tenant, lost, stages["输单"])
+    earlier = await _deal(client, tenant, amount="50.00")
+    await _move(client, tenant, earlier, stages["成交"])
+    await _set_deal(db, earlier, closed_at=datetime.combine(this_month, datetime.min.time(), UTC) - timedelta(hours=1))
+
+    report = await _report(client, tenant.headers, "forecast", months=3, **{"from": day(this_month, 17)})
+    assert report["from"] == this_month.isoformat() and report["months"] == 3 and report["group_by"] == "month"
+    assert report["pipeline_id"] is None
+    assert report["rows"] == [
+        {
+            "month": this_month.isoformat(),
+            "owner_id": None,
+            "open_deals": 2,
+            "won_deals": 1,
+            "totals": [
+                {
+                    "currency": "CNY",
+                    "open_deals": 2,
+                    "amount": "3000.50",
+                    "weighted_amount": "900.20",  # 1000 × 10 % + 2000.50 × 40 %
+                    "won_deals": 1,
+                    "won_amount": "700.00",
+                }
+            ],
+        },
+        {
+            "month": m1.isoformat(),
+            "owner_id": None,
+            "open_deals": 2,
+            "won_deals": 0,
+            "totals": [
+                {
+                    "currency": "CNY",
+                    "open_deals": 1,
+                    "amount": "0.00",
+                    "weighted_amount": "0.00",
+                    "won_deals": 0,
+                    "won_amount": "0.00",
+                },
+                {
+                    "currency": "USD",
+                    "open_deals": 1,
+                    "amount": "500.00",
+                    "weighted_amount": "350.00",
+                    "won_deals": 0,
+                    "won_amount": "0.00",
+                },
+            ],
+        },
+        {
+            "month": m2.isoformat(),
+            "owner_id": None,
+            "open_deals": 1,
+            "won_deals": 0,
+            "totals": [
+                {
+                    "currency": "CNY",
+                    "open_deals": 1,
+                    "amount": "333.33",
+                    "weighted_amount": "110.00",  # 109.9989
+                    "won_deals": 0,
+                    "won_amount": "0.00",
+                }
+            ],
+        },
+    ]
+
+    by_owner = await _report(
+        client, tenant.headers, "forecast", months=3, group_by="owner", pipeline_id=stages["pipeline"]
+    )
+    assert by_owner["pipeline_id"] == stages["pipeline"]
+    cells = {
+        (row["owner_id"], row["month"]): [(t["currency"], t["amount"], t["won_amount"]) for t in row["totals"]]
+        for row in by_owner["rows"]
+    }
+    assert cells == {
+        (tenant.user_id, this_month.isoformat()): [("CNY", "3000.50", "700.00")],
+        (tenant.user_id, m1.isoformat()): [("CNY", "0.00", "0.00")],
+        (tenant.user_id, m2.isoformat()): [("CNY", "333.33", "0.00")],
+        (rep.user_id, m1.isoformat()): [("USD", "500.00", "0.00")],
+    }
+    mine = await _report(client, tenant.headers, "forecast", months=1, owner_id=rep.user_id)
+    assert [row["open_deals"] for row in mine["rows"]] == [0]
+
+
+async def _closed_deals(
+    client: httpx.AsyncClient, tenant: Tenant, rep: Tenant, db: AsyncSession, stages: dict[str, str]
+) -> datetime:
+    """The owner wins 1,000 CNY (10-day cycle) and 3,000 CNY (30 days) and loses one; the rep wins
+    200 USD (4 days) and loses two; each has open deals. Returns the close time."""
+    closed_at = datetime.now(UTC).replace(microsecond=0) - timedelta(days=5)
+    for who, amount, currency, stage, cycle in (
+        (tenant, "1000.00", "CNY", "成交", 10),
+        (tenant, "3000.00", "CNY", "成交", 30),
+        (tenant, "10.00", "CNY", "输单", 7),
+        (rep, "200.00", "USD", "成交", 4),
+        (rep, "20.00", "USD", "输单", 1),
+        (rep, None, "USD", "输单", 1),
+    ):
+        deal = await _deal(client, who, amount=amount, currency=currency)
+        await _move(client, who, deal, stages[stage])
+        await _set_deal(db, deal, closed_at=closed_at, created_at=closed_at - timedelta(days=cycle))
+    for who, amount, currency in ((tenant, "100.00", "CNY"), (tenant, "50.50", "CNY"), (rep, "7.00", "EUR")):
+        await _deal(client, who, amount=amount, currency=currency)
+    await _deal(client, tenant, amount="99.00", currency="USD")
+    return closed_at
+
+
+async def test_rep_performance_per_owner(client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession) -> None:
+    stages = await _stages(client, tenant)
+    rep = await add_user(client, tenant, "sales", full_name="赵磊")
+    closed_at = await _closed_deals(client, tenant, rep, db, stages)
+    for who in (tenant, tenant, rep):
+        task = await create(client, "/api/v1/tasks", who.headers, title="回访客户")
+        response = await client.post(f"/api/v1/tasks/{task['id']}/complete", headers=who.headers)
+        assert response.status_code == 200, response.text
+    await create(client, "/api/v1/tasks", rep.headers, title="还没做")
+
+    until = datetime.now(UTC) + timedelta(minutes=1)
+    report = await _report(
+        client,
+        tenant.headers,
+        "rep-performance",
+        since=(closed_at - timedelta(days=1)).isoformat(),
+        until=until.isoformat(),
+    )
+    assert [rep_row["owner_id"] for rep_row in report["reps"]] == [tenant.user_id, rep.user_id]
+    owner_row, rep_row = report["reps"]
+    assert owner_row == {
+        "owner_id": tenant.user_id,
+        "owner_name": "王芳",
+        "won_deals": 2,
+        "lost_deals": 1,
+        "win_rate": 0.6667,
+        "average_cycle_days": 20.0,
+        "won": [{"currency": "CNY", "amount": "4000.00", "deals": 2}],
+        "open_pipeline": [
+            {"currency": "CNY", "amount": "150.50", "deals": 2},
+            {"currency": "USD", "amount": "99.00", "deals": 1},
+        ],
+        "open_deals": 3,
+        "tasks_completed": 2,
+    }
+    assert rep_row == {
+        "owner_id": rep.user_id,
+        "owner_name": "赵磊",
+        "won_deals": 1,
+        "lost_deals": 2,
+        "win_rate": 0.3333,
+        "average_cycle_days": 4.0,
+        "won": [{"currency": "USD", "amount": "200.00", "deals": 1}],
+        "open_pipeline": [{"currency": "EUR", "amount": "7.00", "deals": 1}],
+        "open_deals": 1,
+        "tasks_completed": 1,
+    }
+
+    # Closed before the period: no wins, no losses, no rate; the open pipeline is today's.
+    before = await _report(
+        client,
+        tenant.headers,
+        "rep-performance",
+        since=(closed_at - timedelta(days=3)).isoformat(),
+        until=(closed_at - timedelta(days=2)).isoformat(),
+    )
+    quiet = next(row for row in before["reps"] if row["owner_id"] == tenant.user_id)
+    assert (quiet["won_deals"], quiet["lost_deals"], quiet["win_rate"], quiet["average_cycle_days"]) == (
+        0,
+        0,
+        None,
+        None,
+    )
+    assert quiet["won"] == [] and quiet["open_deals"] == 3 and quiet["tasks_completed"] == 0
+
+
+async def test_velocity_and_its_components(client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession) -> None:
+    stages = await _stages(client, tenant)
+    rep = await add_user(client, tenant, "sales")
+    closed_at = await _closed_deals(client, tenant, rep, db, stages)
+    other = await create(client, "/api/v1/pipelines", tenant.headers, name="大客户")
+    await _deal(client, tenant, amount="1.00", pipeline_id=other["id"])  # another pipeline
+    since = (closed_at - timedelta(days=1)).isoformat()
+    report = await _report(client, tenant.headers, "velocity", since=since)
+    assert report["pipeline_id"] == stages["pipeline"]
+    assert report["overall"] == {
+        "currency": None,
+        "open_deals": 4,
+        "won_deals": 3,
+        "lost_deals": 3,
+        "win_rate": 0.5,
+        "average_cycle_days": 14.6667,  # (10 + 30 + 4) / 3
+        "average_won_amount": None,
+        "velocity_per_day": None,
+    }
+    by_currency = {row["currency"]: row for row in report["currencies"]}
+    assert list(by_currency) == ["CNY", "EUR", "USD"]
+    # CNY: 2 open × 2,000 average won × 2/3 win rate / 20 days = 133.33 a day.
+    assert by_currency["CNY"] == {
+        "currency": "CNY",
+        "open_deals": 2,
+        "won_deals": 2,
+        "lost_deals": 1,
+        "win_rate": 0.6667,
+        "average_cycle_days": 20.0,
+        "average_won_amount": "2000.00",
+        "velocity_per_day": "133.33",
+    }
+    # USD: 1 open × 200 × 1/3 / 4 days = 16.67.
+    assert by_currency["USD"]["velocity_per_day"] == "16.67"
+    assert by_currency["USD"]["win_rate"] == 0.3333 and by_currency["USD"]["average_won_amount"] == "200.00"
+    # EUR: open deals, nothing closed: no velocity.
+    assert by_currency["EUR"]["open_deals"] == 1 and by_currency["EUR"]["velocity_per_day"] is None
+
+    theirs = await _report(client, tenant.headers, "velocity", pipeline_id=other["id"], since=since)
+    assert theirs["overall"]["open_deals"] == 1 and theirs["overall"]["win_rate"] is None
+    assert [row["velocity_per_day"] for row in theirs["currencies"]] == [None]
+
+
+async def test_a_sales_rep_under_own_visibility_sees_only_their_deals(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    stages = await _stages(client, tenant)
+    rep = await add_user(client, tenant, "sales")
+    closed_at = await _closed_deals(client, tenant, rep, db, stages)
+    response = await client.patch("/api/v1/organization", headers=tenant.headers, json={"record_visibility": "own"})
+    assert response.status_code == 200, response.text
+    since = (closed_at - timedelta(days=1)).isoformat()
+
+    performance = await _report(client, rep.headers, "rep-performance", since=since)
+    assert [row["owner_id"] for row in performance["reps"]] == [rep.user_id]
+    velocity = await _report(client, rep.headers, "velocity", since=since)
+    assert (velocity["overall"]["open_deals"], velocity["overall"]["won_deals"]) == (1, 1)
+    assert [row["currency"] for row in velocity["currencies"]] == ["EUR", "USD"]
+    funnel = await _report(client, rep.headers, "funnel", since=since)
+    # All four of the rep's deals entered 潜在客户; the won one went straight to 成交, a later step.
+    assert [s["reached"] for s in funnel["steps"]] == [4, 1, 1, 1, 1]
+    # Asking for someone else's deals gives nothing, not an error.
+    hidden = await _report(client, rep.headers, "funnel", since=since, owner_id=tenant.user_id)
+    assert [s["reached"] for s in hidden["steps"]] == [0, 0, 0, 0, 0]
+    forecast = await _report(client, rep.headers, "forecast", group_by="owner")
+    assert {row["owner_id"] for row in forecast["rows"]} <= {rep.user_id}
+    # The owner still sees everything.
+    everyone = await _report(client, tenant.headers, "funnel", since=since)
+    assert [s["reached"] for s in everyone["steps"]] == [10, 3, 3, 3, 3]
+    assert stages["成交"] == everyone["steps"][-1]["stage_id"]
+
+
+async def test_another_organisation_sees_none_of_it(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, db: AsyncSession
+) -> None:
+    stages = await _stages(client, tenant)
+    base = datetime.now(UTC).replace(microsecond=0)
+    await _funnel_deals(client, tenant, db, stages, base)
+    since = (base - timedelta(days=90)).isoformat()
+    theirs = await _report(client, other_tenant.headers, "funnel", since=since)
+    assert [s["reached"] for s in theirs["steps"]] == [0, 0, 0, 0, 0]
+    assert (await _report(client, other_tenant.headers, "rep-performance", since=since))["reps"] == []
+    velocity = await _report(client, other_tenant.headers, "velocity", since=since)
+    assert velocity["overall"]["open_deals"] == 0 and velocity["currencies"] == []
+    forecast = await _report(client, other_tenant.headers, "forecast", months=24)
+    assert all(row["open_deals"] == 0 and row["totals"] == [] for row in forecast["rows"])
+    for name in ("funnel", "forecast", "velocity"):
+        response = await client.get(
+            f"{REPORTS}/{name}", headers=other_tenant.headers, params={"pipeline_id": stages["pipeline"]}
+        )
+        assert_problem(response, 404)
+
+
+async def test_roles_and_api_keys(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    for role in ("admin", "manager", "sales", "viewer"):
+        member = await add_user(client, tenant, role)
+        for name in ENDPOINTS:
+            assert (await client.get(f"{REPORTS}/{name}", headers=member.headers)).status_code == 200, (role, name)
+    for role in ("support", "marketing"):
+        member = await add_user(client, tenant, role)
+        for name in ENDPOINTS:
+            body = assert_problem(await client.get(f"{REPORTS}/{name}", headers=member.headers), 403)
+            assert "reports:read" in body["detail"]
+    key = await add_api_key(client, tenant, ["reports:read"])
+    assert (await client.get(f"{REPORTS}/funnel", headers=key)).status_code == 200
+    without = await add_api_key(client, tenant, ["deals:read"])
+    assert_problem(await client.get(f"{REPORTS}/forecast", headers=without), 403)
+    assert_problem(await client.get(f"{REPORTS}/velocity"), 401)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "loc"),
+    [
+        ("funnel", {"since": "2026-02-01", "until": "2026-01-01"}, ["query", "since"]),
+        ("funnel", {"since": "2026-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, ["query", "since"]),
+        ("funnel", {"since": "yesterday"}, ["query", "since"]),
+        ("funnel", {"pipeline_id": "nope"}, ["query", "pipeline_id"]),
+        ("funnel", {"owner_id": "nope"}, ["query", "owner_id"]),
+        ("forecast", {"months": 0}, ["query", "months"]),
+        ("forecast", {"months": 25}, ["query", "months"]),
+        ("forecast", {"group_by": "team"}, ["query", "group_by"]),
+        ("forecast", {"from": "2026-13-01"}, ["query", "from"]),
+        ("rep-performance", {"since": "2026-03-01", "until": "2026-03-01"}, ["query", "since"]),
+        ("velocity", {"since": "2100-01-01"}, ["query", "since"]),  # until is now
+    ],
+)
+async def test_bad_parameters_are_422(
+    client: httpx.AsyncClient, tenant: Tenant, name: str, params: dict[str, Any], loc: list[str]
+) -> None:
+    response = await client.get(f"{REPORTS}/{name}", headers=tenant.headers, params=params)
+    assert_problem(response, 422)
+    assert error_locs(response) == [loc]
+
+
+async def test_dates_and_times_without_an_offset_are_utc(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    report = await _report(client, tenant.headers, "funnel", since="2026-01-01", until="2026-02-01T08:00:00")
+    assert (report["since"], report["until"]) == ("2026-01-01T00:00:00Z", "2026-02-01T08:00:00Z")
+    shifted = await _report(client, tenant.headers, "rep-performance", since="2026-01-01T08:00:00+08:00")
+    assert shifted["since"] == "2026-01-01T00:00:00Z"
