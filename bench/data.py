@@ -533,12 +533,13 @@ CONTACT_TAGS = [
 LIFECYCLE = [
     ("subscriber", 15),
     ("lead", 35),
-    ("marketing_qualified_lead", 12),
-    ("sales_qualified_lead", 8),
+    ("marketing_qualified", 12),
+    ("sales_qualified", 8),
     ("opportunity", 7),
-    ("customer", 18),
-    ("evangelist", 2),
-    ("other", 3),
+    ("customer", 12),
+    ("repeat_customer", 5),
+    ("loyal", 2),
+    ("churned", 4),
 ]
 SOURCES = [
     ("import", 30),

@@ -1,21 +1,31 @@
 """Assignment rules: strategies (fixed user, round-robin, least-loaded, territory), conditions,
 out-of-office users, batches, on-demand assignment, exactly fair turns under parallel creates,
-the follow-up task and event, and the rules' validation, roles and tenancy."""
+the follow-up task and event, the rules' validation, roles and tenancy, and the per-owner load
+counters (`owner_loads`) the database keeps exact through every kind of write."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import uuid
 from collections import Counter
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.settings import Settings
+from app.services import imports
 from tests.helpers import Tenant, add_user, assert_problem, create, error_locs
 
 RULES = "/api/v1/assignment-rules"
 CONTACTS = "/api/v1/contacts"
+DEALS = "/api/v1/deals"
+MIGRATION = Path(__file__).parents[1] / "migrations" / "versions" / "2026_11_30_0018_owner_loads.py"
 
 
 async def _team(client: httpx.AsyncClient, tenant: Tenant, size: int) -> tuple[str, list[Tenant]]:
@@ -241,3 +251,251 @@ async def test_rules_crud_roles_and_tenancy(client: httpx.AsyncClient, tenant: T
     assert (await client.delete(url, headers=tenant.headers)).status_code == 204
     audit = await client.get("/api/v1/audit-log", headers=tenant.headers, params={"entity_type": "assignment_rule"})
     assert [entry["action"] for entry in audit.json()["items"]] == ["delete", "update", "create"]
+
+
+# --- the load counters -------------------------------------------------------------------------
+
+Loads = dict[str, tuple[int, int]]
+
+
+async def _kept(db: AsyncSession, tenant: Tenant) -> Loads:
+    """owner → (open leads, open deals) as `owner_loads` holds them (zero rows left out)."""
+    rows = await db.execute(
+        text(
+            "SELECT user_id, open_leads, open_deals FROM owner_loads "
+            "WHERE organization_id = :org AND (open_leads, open_deals) <> (0, 0)"
+        ),
+        {"org": tenant.organization_id},
+    )
+    await db.rollback()
+    return {str(user): (leads, deals) for user, leads, deals in rows}
+
+
+async def _counted(db: AsyncSession, tenant: Tenant) -> Loads:
+    """The same, counted from the contacts and deals themselves."""
+    leads = await db.execute(
+        text(
+            "SELECT owner_id, count(*) FROM contacts WHERE organization_id = :org AND owner_id IS NOT NULL "
+            "AND lifecycle_stage = 'lead' AND archived_at IS NULL GROUP BY owner_id"
+        ),
+        {"org": tenant.organization_id},
+    )
+    deals = await db.execute(
+        text(
+            "SELECT owner_id, count(*) FROM deals WHERE organization_id = :org AND owner_id IS NOT NULL "
+            "AND status = 'open' AND archived_at IS NULL GROUP BY owner_id"
+        ),
+        {"org": tenant.organization_id},
+    )
+    await db.rollback()
+    counted: dict[str, list[int]] = {}
+    for user, count in leads:
+        counted.setdefault(str(user), [0, 0])[0] = count
+    for user, count in deals:
+        counted.setdefault(str(user), [0, 0])[1] = count
+    return {user: (pair[0], pair[1]) for user, pair in counted.items()}
+
+
+async def _exact(db: AsyncSession, tenant: Tenant) -> Loads:
+    kept = await _kept(db, tenant)
+    assert kept == await _counted(db, tenant)
+    return kept
+
+
+async def _sql(db: AsyncSession, statement: str, **params: Any) -> None:
+    await db.execute(text(statement), params)
+    await db.commit()
+
+
+async def test_lead_counters_follow_every_kind_of_contact_write(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    a, b = [await add_user(client, tenant, "sales") for _ in range(2)]
+    first = await _contact(client, tenant.headers, owner_id=a.user_id)
+    await _contact(client, tenant.headers, owner_id=a.user_id, lifecycle_stage="customer")
+    await _contact(client, tenant.headers, owner_id=None)
+    assert await _exact(db, tenant) == {a.user_id: (1, 0)}
+
+    # A batch is written with COPY: one statement, one aggregated change per owner.
+    records = [{"first_name": f"批{i}", "owner_id": (a, b)[i % 2].user_id} for i in range(9)]
+    response = await client.post(
+        f"{CONTACTS}/batch", headers=tenant.headers, json={"mode": "create", "records": records}
+    )
+    assert response.status_code == 200, response.text
+    assert await _exact(db, tenant) == {a.user_id: (6, 0), b.user_id: (4, 0)}
+
+    url = f"{CONTACTS}/{first['id']}"
+    assert (await client.patch(url, headers=tenant.headers, json={"owner_id": b.user_id})).status_code == 200
+    assert await _exact(db, tenant) == {a.user_id: (5, 0), b.user_id: (5, 0)}
+    assert (await client.delete(url, headers=tenant.headers)).status_code == 200
+    assert await _exact(db, tenant) == {a.user_id: (5, 0), b.user_id: (4, 0)}
+    assert (await client.post(f"{url}/restore", headers=tenant.headers)).status_code == 200
+    assert await _exact(db, tenant) == {a.user_id: (5, 0), b.user_id: (5, 0)}
+
+    # Stage changes, swaps and deletes many rows at once, straight in SQL.
+    org = tenant.organization_id
+    await _sql(db, "UPDATE contacts SET lifecycle_stage = 'customer' WHERE id = :id", id=first["id"])
+    assert await _exact(db, tenant) == {a.user_id: (5, 0), b.user_id: (4, 0)}
+    await _sql(db, "UPDATE contacts SET lifecycle_stage = 'lead' WHERE organization_id = :org", org=org)
+    assert await _exact(db, tenant) == {a.user_id: (6, 0), b.user_id: (5, 0)}
+    await _sql(
+        db,
+        "UPDATE contacts SET owner_id = CASE owner_id WHEN :a THEN CAST(:b AS uuid) ELSE CAST(:a AS uuid) END "
+        "WHERE organization_id = :org AND owner_id IS NOT NULL",
+        a=a.user_id,
+        b=b.user_id,
+        org=org,
+    )
+    assert await _exact(db, tenant) == {a.user_id: (5, 0), b.user_id: (6, 0)}
+    await _sql(db, "UPDATE contacts SET title = '经理' WHERE organization_id = :org", org=org)
+    assert await _exact(db, tenant) == {a.user_id: (5, 0), b.user_id: (6, 0)}
+    await _sql(
+        db,
+        "UPDATE contacts SET archived_at = now() WHERE organization_id = :org AND owner_id = :b",
+        org=org,
+        b=b.user_id,
+    )
+    assert await _exact(db, tenant) == {a.user_id: (5, 0)}
+    await _sql(
+        db,
+        "DELETE FROM lead_scores WHERE organization_id = :org AND contact_id IN "
+        "(SELECT id FROM contacts WHERE organization_id = :org AND owner_id = :a)",
+        org=org,
+        a=a.user_id,
+    )
+    await _sql(db, "DELETE FROM contacts WHERE organization_id = :org AND owner_id = :a", org=org, a=a.user_id)
+    assert await _exact(db, tenant) == {}
+
+
+async def test_merging_archives_the_duplicates_and_uncounts_them(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    rep = await add_user(client, tenant, "sales")
+    survivor = await _contact(client, tenant.headers, owner_id=rep.user_id, email="wei@example.com")
+    duplicate = await _contact(client, tenant.headers, owner_id=rep.user_id, email="wei2@example.com")
+    assert await _exact(db, tenant) == {rep.user_id: (2, 0)}
+    merged = await client.post(
+        f"{CONTACTS}/{survivor['id']}/merge", headers=tenant.headers, json={"merge_ids": [duplicate["id"]]}
+    )
+    assert merged.status_code == 200, merged.text
+    assert await _exact(db, tenant) == {rep.user_id: (1, 0)}
+
+
+async def test_imported_and_assigned_contacts_are_counted(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    db: AsyncSession,
+    app: Any,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(settings, "data_dir", tmp_path)
+    team_id, reps = await _team(client, tenant, 2)
+    await _rule(client, tenant, strategy="least_loaded", team_id=team_id, follow_up_hours=None)
+    content = "email,姓名\n" + "".join(f"imp{i}@example.com,王{i}\n" for i in range(7))
+    created = await client.post(
+        "/api/v1/imports",
+        headers=tenant.headers,
+        files={"file": ("customers.csv", content.encode())},
+        data={"entity": "contacts"},
+    )
+    assert created.status_code == 202, created.text
+    result = await imports.run_import(
+        app.state.session_factory, uuid.UUID(tenant.organization_id), uuid.UUID(created.json()["id"])
+    )
+    assert result == "done"
+    loads = await _exact(db, tenant)
+    assert sorted(loads.values()) == [(3, 0), (4, 0)], "least-loaded split the import evenly"
+    # The next ones go to whoever has fewer, read from the counters.
+    lighter = min(loads, key=lambda user: loads[user])
+    assert (await _contact(client, tenant.headers))["owner_id"] == lighter
+    assert await _exact(db, tenant) == {rep.user_id: (4, 0) for rep in reps}
+
+
+async def test_open_deal_counters_follow_owners_stages_and_archiving(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    a, b = [await add_user(client, tenant, "sales") for _ in range(2)]
+    pipeline = (await client.get("/api/v1/pipelines", headers=tenant.headers)).json()["items"][0]
+    won = next(stage["id"] for stage in pipeline["stages"] if stage["kind"] == "won")
+    first_open = next(stage["id"] for stage in pipeline["stages"] if stage["kind"] == "open")
+    deals = [await create(client, DEALS, tenant.headers, name=f"商机{i}", owner_id=a.user_id) for i in range(3)]
+    assert await _exact(db, tenant) == {a.user_id: (0, 3)}
+    moved = await client.post(f"{DEALS}/{deals[0]['id']}/move", headers=tenant.headers, json={"stage_id": won})
+    assert moved.status_code == 200, moved.text
+    assert await _exact(db, tenant) == {a.user_id: (0, 2)}
+    reopened = await client.post(
+        f"{DEALS}/{deals[0]['id']}/move", headers=tenant.headers, json={"stage_id": first_open}
+    )
+    assert reopened.status_code == 200, reopened.text
+    assert await _exact(db, tenant) == {a.user_id: (0, 3)}
+    patched = await client.patch(f"{DEALS}/{deals[1]['id']}", headers=tenant.headers, json={"owner_id": b.user_id})
+    assert patched.status_code == 200, patched.text
+    assert await _exact(db, tenant) == {a.user_id: (0, 2), b.user_id: (0, 1)}
+    assert (await client.delete(f"{DEALS}/{deals[2]['id']}", headers=tenant.headers)).status_code == 200
+    assert await _exact(db, tenant) == {a.user_id: (0, 1), b.user_id: (0, 1)}
+    assert (await client.post(f"{DEALS}/{deals[2]['id']}/restore", headers=tenant.headers)).status_code == 200
+    assert await _exact(db, tenant) == {a.user_id: (0, 2), b.user_id: (0, 1)}
+
+
+async def test_least_loaded_by_open_deals(client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession) -> None:
+    team_id, reps = await _team(client, tenant, 2)
+    busy, idle = reps
+    for i in range(2):
+        await create(client, DEALS, tenant.headers, name=f"商机{i}", owner_id=busy.user_id)
+    await _contact(client, tenant.headers, owner_id=idle.user_id)  # leads do not count here
+    await _rule(client, tenant, strategy="least_loaded", team_id=team_id, load_measure="deals", follow_up_hours=None)
+    owners = [(await _contact(client, tenant.headers))["owner_id"] for _ in range(2)]
+    assert owners == [idle.user_id, idle.user_id], "new contacts are not open deals: idle stays the least loaded"
+    assert await _exact(db, tenant) == {busy.user_id: (0, 2), idle.user_id: (3, 0)}
+
+
+async def test_parallel_assigned_creates_keep_the_counters_exact(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    team_id, reps = await _team(client, tenant, 3)
+    await _rule(client, tenant, strategy="least_loaded", team_id=team_id, follow_up_hours=None)
+
+    async def one(index: int) -> None:
+        response = await client.post(CONTACTS, headers=tenant.headers, json={"first_name": f"并发{index}"})
+        assert response.status_code == 201, response.text
+
+    await asyncio.gather(*(one(index) for index in range(30)))
+    assert await _exact(db, tenant) == {rep.user_id: (10, 0) for rep in reps}
+
+
+async def test_the_migrations_backfill_counts_what_the_triggers_keep(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    rep = await add_user(client, tenant, "sales")
+    for stage in ("lead", "lead", "customer"):
+        await _contact(client, tenant.headers, owner_id=rep.user_id, lifecycle_stage=stage)
+    await create(client, DEALS, tenant.headers, name="商机", owner_id=tenant.user_id)
+    spec = importlib.util.spec_from_file_location("owner_loads_migration", MIGRATION)
+    assert spec is not None and spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    counted = migration._COUNTED
+    backfill = migration._BACKFILL.format(contacts=counted["contacts"][1], deals=counted["deals"][1])
+    query = backfill.split("\n", 2)[2]  # its SELECT, without the INSERT
+    rows = await db.execute(
+        text(
+            f"SELECT * FROM ({query}) AS backfill(organization_id, user_id, leads, deals) WHERE organization_id = :org"
+        ),
+        {"org": tenant.organization_id},
+    )
+    await db.rollback()
+    assert {str(row.user_id): (row.leads, row.deals) for row in rows} == await _exact(db, tenant)
+    assert await _kept(db, tenant) == {rep.user_id: (2, 0), tenant.user_id: (0, 1)}
+
+
+async def test_assigned_follows_created_and_no_task_when_asked(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    rep = await add_user(client, tenant, "sales")
+    rule = await _rule(client, tenant, strategy="fixed_user", user_id=rep.user_id, follow_up_hours=None)
+    assert rule["follow_up_hours"] is None
+    contact = await _contact(client, tenant.headers)
+    assert await _tasks_for(client, tenant, contact["id"]) == []
+    events = (await client.get("/api/v1/events", headers=tenant.headers, params={"type": "contact.*"})).json()
+    mine = [event["type"] for event in events["items"] if event["entity_id"] == contact["id"]]
+    assert mine == ["contact.created", "contact.assigned"]

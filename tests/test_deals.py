@@ -566,3 +566,41 @@ async def test_a_writes_reply_matches_the_next_read(client: httpx.AsyncClient, t
     )
     assert deal["line_items"][0]["quantity"] == "3.0000" and deal["line_items"][0]["discount_percent"] == "12.50"
     assert (await client.get(f"{DEALS}/{deal['id']}", headers=tenant.headers)).json() == deal
+
+
+async def test_batch_creates_and_upserts_deals(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    pipeline = await _pipeline(client, tenant)
+    records = [
+        {"name": "甲", "external_id": "S001", "amount": "100"},
+        {"name": "", "external_id": "S002"},
+        {"name": "丙", "external_id": "S003", "stage_id": _stage(pipeline, "成交")},
+    ]
+    response = await client.post(f"{DEALS}/batch", headers=tenant.headers, json={"mode": "create", "records": records})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["created", "failed", "created"]
+    assert results[1]["problem"]["errors"][0]["loc"] == ["body", "records", 1, "name"]
+    won = (await client.get(f"{DEALS}/{results[2]['id']}", headers=tenant.headers)).json()
+    assert won["status"] == "won" and len(await _visits(client, tenant, won["id"])) == 1
+
+    upserts = [
+        {"external_id": "S001", "amount": "150"},
+        {"external_id": "S003", "name": "丙"},
+        {"external_id": "S004", "name": "丁"},
+        {"name": "no key"},
+    ]
+    response = await client.post(f"{DEALS}/batch", headers=tenant.headers, json={"mode": "upsert", "records": upserts})
+    assert [r["status"] for r in response.json()["results"]] == ["updated", "unchanged", "created", "failed"]
+    assert (await client.get(f"{DEALS}/{results[0]['id']}", headers=tenant.headers)).json()["amount"] == "150.00"
+
+    before = len((await client.get(DEALS, headers=tenant.headers, params={"limit": 500})).json()["items"])
+    response = await client.post(
+        f"{DEALS}/batch",
+        headers=tenant.headers,
+        params={"atomic": True},
+        json={"mode": "create", "records": [{"name": "戊"}, {"name": "己", "amount": "-1"}]},
+    )
+    assert_problem(response, 422)
+    assert error_locs(response) == [["body", "records", 1, "amount"]]
+    after = len((await client.get(DEALS, headers=tenant.headers, params={"limit": 500})).json()["items"])
+    assert after == before, "atomic: nothing was written"

@@ -42,6 +42,7 @@ async def test_get_returns_the_callers_organisation_with_an_etag(
         "merge_email_duplicates",
         "currency",
         "lead_grade_thresholds",
+        "lifecycle_rules",
         "created_at",
         "updated_at",
         "version",

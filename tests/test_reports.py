@@ -127,6 +127,57 @@ async def test_funnel_counts_deals_that_reached_each_stage_or_a_later_one(
     assert _steps(await _report(client, tenant.headers, "funnel", since=since, until=until)) == _steps(report)
 
 
+async def test_funnel_follows_the_current_stage_order(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    """Steps come from the stages' order now: a reorder changes which deals reached what at once
+    (nothing stored depends on positions); stays stay with their stage."""
+    stages = await _stages(client, tenant)
+    base = datetime.now(UTC).replace(microsecond=0)
+    await _funnel_deals(client, tenant, db, stages, base)
+    order = [stages[name] for name in ("潜在客户", "方案制定", "需求分析", "商务谈判", "成交", "输单")]
+    url = f"/api/v1/pipelines/{stages['pipeline']}/stages/reorder"
+    response = await client.post(url, headers=tenant.headers, json={"stage_ids": order})
+    assert response.status_code == 200, response.text
+
+    since, until = (base - timedelta(days=90)).isoformat(), base.isoformat()
+    report = await _report(client, tenant.headers, "funnel", since=since, until=until)
+    # Furthest steps now: A won, B and E 需求分析 (step 2), D 商务谈判, C 潜在客户.
+    assert _steps(report) == [
+        ("潜在客户", 5, None, 1.0),
+        ("方案制定", 4, 0.8, 0.8),
+        ("需求分析", 4, 1.0, 0.8),
+        ("商务谈判", 2, 0.5, 0.4),
+        ("成交", 1, 0.5, 0.2),
+    ]
+    durations = [(s["median_days"], s["average_days"], s["stays"]) for s in report["steps"]]
+    assert durations == [(1.5, 2.0, 4), (4.5, 4.5, 2), (2.0, 2.0, 3), (10.0, 10.0, 1), (None, None, 0)]
+
+
+async def test_funnel_after_a_stage_is_deleted_and_its_deals_moved(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    """A deleted stage is no step any more; the deals it held re-enter the stage they moved to."""
+    stages = await _stages(client, tenant)
+    base = datetime.now(UTC).replace(microsecond=0)
+    await _funnel_deals(client, tenant, db, stages, base)
+    url = f"/api/v1/pipelines/{stages['pipeline']}/stages/{stages['商务谈判']}"
+    response = await client.delete(url, headers=tenant.headers, params={"move_to": stages["方案制定"]})
+    assert response.status_code in (200, 204), response.text
+
+    since, until = (base - timedelta(days=90)).isoformat(), (base + timedelta(days=1)).isoformat()
+    report = await _report(client, tenant.headers, "funnel", since=since, until=until)
+    # D: 方案制定 -25 → 商务谈判 -21 → 方案制定 now (moved); A's and D's 商务谈判 visits count for nothing.
+    assert _steps(report) == [
+        ("潜在客户", 5, None, 1.0),
+        ("需求分析", 4, 0.8, 0.8),
+        ("方案制定", 2, 0.5, 0.4),
+        ("成交", 1, 0.5, 0.2),
+    ]
+    durations = [(s["median_days"], s["average_days"], s["stays"]) for s in report["steps"]]
+    assert durations == [(1.5, 2.0, 4), (2.0, 2.0, 3), (4.5, 4.5, 2), (None, None, 0)]
+
+
 async def test_funnel_counts_only_stage_entries_in_the_period(
     client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
 ) -> None:

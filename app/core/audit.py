@@ -103,6 +103,34 @@ def record(
     )
 
 
+def record_as(
+    session: AsyncSession,
+    actor: Any,
+    *,
+    organization_id: uuid.UUID,
+    action: AuditAction,
+    entity_type: str,
+    entity_id: uuid.UUID,
+    changes: Changes,
+) -> None:
+    """An audit row for a change a job made: `actor` is an events.Actor (the system, or whoever
+    asked for the work)."""
+    session.add(
+        AuditEntry(
+            organization_id=organization_id,
+            id=new_id(),
+            occurred_at=utcnow(),
+            actor_type=actor.type,
+            actor_id=actor.id,
+            action=action,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            changes=changes,
+            request_id=request_id_var.get(),
+        )
+    )
+
+
 def entry_values(
     principal: Principal, *, action: AuditAction, entity_type: str, entity_id: uuid.UUID, changes: Changes
 ) -> dict[str, Any]:

@@ -129,11 +129,9 @@ async def lock_for_transaction(session: AsyncSession, namespace: str, key: str) 
 
 async def for_bulk_work(session: AsyncSession, *, timeout_seconds: int, work_mem_mb: int = 256) -> None:
     """Settings for the rest of a job's transaction that reads or rewrites a whole table: its own
-    statement timeout (the request one is too short), room to hash in memory, and no JIT (whose
-    compile time, seconds for a statement with many expressions, would not pay back)."""
+    statement timeout (the request one is too short) and room to hash in memory."""
     await session.execute(text(f"SET LOCAL statement_timeout = {int(timeout_seconds) * 1000}"))
     await session.execute(text(f"SET LOCAL work_mem = '{int(work_mem_mb)}MB'"))
-    await session.execute(text("SET LOCAL jit = off"))
 
 
 _CACHE_PREFIX = "rapport.cache."

@@ -6,14 +6,17 @@ from enum import StrEnum
 
 
 class LifecycleStage(StrEnum):
+    """The brief's lifecycle (潜在客户、初次购买、重复购买、忠诚客户、流失客户), in order."""
+
     subscriber = "subscriber"
     lead = "lead"
-    marketing_qualified_lead = "marketing_qualified_lead"
-    sales_qualified_lead = "sales_qualified_lead"
+    marketing_qualified = "marketing_qualified"
+    sales_qualified = "sales_qualified"
     opportunity = "opportunity"
     customer = "customer"
-    evangelist = "evangelist"
-    other = "other"
+    repeat_customer = "repeat_customer"
+    loyal = "loyal"
+    churned = "churned"
 
 
 class ContactSource(StrEnum):

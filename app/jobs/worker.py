@@ -16,6 +16,7 @@ from app.jobs.contracts import expire_contracts, remind_contract_renewals
 from app.jobs.duplicates import run_duplicate_scan, sweep_duplicate_scans
 from app.jobs.exports import run_export, sweep_exports
 from app.jobs.imports import run_import, sweep_imports
+from app.jobs.lifecycle import churn_inactive_customers
 from app.jobs.maintenance import (
     purge_expired_idempotency_keys,
     purge_expired_refresh_tokens,
@@ -90,6 +91,7 @@ class WorkerSettings:
         func(rescore_organization, timeout=RESCORE_JOB_TIMEOUT_SECONDS),
         func(sweep_rescores, timeout=RESCORE_JOB_TIMEOUT_SECONDS),
         decay_scores,
+        churn_inactive_customers,
         remind_contract_renewals,
         expire_contracts,
         # No result kept: the relay job's fixed id must be free again as soon as it ends.
@@ -105,12 +107,14 @@ class WorkerSettings:
         cron(sweep_exports, second={40}, run_at_startup=True),
         cron(sweep_imports, second={50}, run_at_startup=True, timeout=IMPORT_JOB_TIMEOUT_SECONDS),
         cron(sweep_duplicate_scans, second={20}, run_at_startup=True, timeout=SCAN_JOB_TIMEOUT_SECONDS),
-        # Each reminder is claimed by a conditional UPDATE in the transaction that emits it, so
-        # two workers running this at once announce every task once.
         # Rescores queue on a per-organisation lock and clear only the mark they saw: a duplicate
         # run does nothing, a lost one is swept up here.
         cron(sweep_rescores, second={30}, run_at_startup=True, timeout=RESCORE_JOB_TIMEOUT_SECONDS),
         cron(decay_scores, hour={2}, minute={43}),
+        # Churned contacts are no longer customers, so a second run finds nobody to move.
+        cron(churn_inactive_customers, hour={3}, minute={53}),
+        # Each reminder is claimed by a conditional UPDATE in the transaction that emits it, so
+        # two workers running this at once announce every task once.
         cron(announce_due_tasks, second={10, 40}, run_at_startup=True),
         # Claimed by conditional UPDATEs in the transactions that emit their events: a run on two
         # workers reminds of and expires each contract once. Hourly, so a worker that was down

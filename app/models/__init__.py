@@ -13,6 +13,7 @@ from app.models.duplicate import DuplicateScan, ScannedPair
 from app.models.event import Event, EventFanout, EventStream
 from app.models.export import Export
 from app.models.idempotency import IdempotencyRecord
+from app.models.lifecycle import LifecycleChange
 from app.models.order import Order, OrderLineItem
 from app.models.organization import (
     ApiKey,
@@ -22,6 +23,7 @@ from app.models.organization import (
     TeamMember,
     User,
 )
+from app.models.owner_load import OwnerLoad
 from app.models.pipeline import Pipeline, PipelineStage
 from app.models.product import Product
 from app.models.scoring import ContactActivity, LeadScore, ScoringRule
@@ -53,9 +55,11 @@ __all__ = [
     "IdempotencyRecord",
     "ImportIssue",
     "LeadScore",
+    "LifecycleChange",
     "Order",
     "OrderLineItem",
     "Organization",
+    "OwnerLoad",
     "Pipeline",
     "PipelineStage",
     "Product",

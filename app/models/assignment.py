@@ -35,7 +35,7 @@ class AssignmentRule(TenantMixin, TimestampMixin, VersionedMixin, Base):
     # value → {"user_id": …} or {"team_id": …}
     territory_map: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     # A follow-up task for the assignee, due this many hours after the assignment (None: no task).
-    follow_up_hours: Mapped[int | None] = mapped_column(Integer, default=24)
+    follow_up_hours: Mapped[int | None] = mapped_column(Integer, default=None)
     active: Mapped[bool] = mapped_column(default=True)
     # Round-robin position: how many contacts this rule has handed out.
     turn: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -150,7 +150,14 @@ class DealStageVisit(TenantMixin, Base):
             ["organization_id", "pipeline_id", "stage_id"],
             ["pipeline_stages.organization_id", "pipeline_stages.pipeline_id", "pipeline_stages.id"],
         ),
-        Index("ix_deal_stage_history_deal", "organization_id", "deal_id", "entered_at"),
+        # Covering (migration 0019): a restricted caller's funnel reads its deals' visits from it alone.
+        Index(
+            "ix_deal_stage_history_deal",
+            "organization_id",
+            "deal_id",
+            "entered_at",
+            postgresql_include=["pipeline_id", "stage_id", "exited_at"],
+        ),
         Index("ix_deal_stage_history_funnel", "organization_id", "pipeline_id", "entered_at", "stage_id"),
         Index(
             "ix_deal_stage_history_report",

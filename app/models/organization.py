@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import (
     ForeignKey,
@@ -21,6 +22,15 @@ from app.core.ids import new_id
 from app.core.permissions import Role, Visibility
 from app.models.base import Base, TenantMixin, TimestampMixin, VersionedMixin, str_enum
 
+# Score thresholds are opt-in: qualifying leads by score is each organisation's call.
+DEFAULT_LIFECYCLE_RULES: dict[str, Any] = {
+    "mql_score": None,
+    "sql_score": None,
+    "loyal_orders": 5,
+    "loyal_spend": None,
+    "churn_days": 180,
+}
+
 
 class Organization(TimestampMixin, VersionedMixin, Base):
     __tablename__ = "organizations"
@@ -37,6 +47,14 @@ class Organization(TimestampMixin, VersionedMixin, Base):
     # The least lead score of grades A, B and C (below C is D).
     lead_grade_thresholds: Mapped[dict[str, int]] = mapped_column(
         JSONB, default=lambda: {"A": 80, "B": 50, "C": 20}, server_default='{"A": 80, "B": 50, "C": 20}'
+    )
+    # When rules move contacts along the lifecycle (see services/lifecycle; null turns a rule off).
+    lifecycle_rules: Mapped[dict[str, Any]] = mapped_column(
+        JSONB,
+        default=lambda: dict(DEFAULT_LIFECYCLE_RULES),
+        server_default=(
+            '{"mql_score": null, "sql_score": null, "loyal_orders": 5, "loyal_spend": null, "churn_days": 180}'
+        ),
     )
     # Set when scoring rules or thresholds change; cleared by the job that rescored everyone.
     rescore_requested_at: Mapped[datetime | None] = mapped_column(default=None)

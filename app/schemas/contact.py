@@ -202,3 +202,16 @@ class ContactRead(ReadSchema):
 
 class ContactPage(Page[ContactRead]):
     pass
+
+
+class LifecycleChangeRead(ReadSchema):
+    from_stage: LifecycleStage | None
+    to_stage: LifecycleStage
+    reason: str = Field(description="manual, or the rule: score, first_order, repeat_order, loyal, inactivity")
+    changed_at: datetime
+    actor_type: str
+    actor_id: uuid.UUID | None
+
+
+class LifecycleChangePage(Page[LifecycleChangeRead]):
+    pass

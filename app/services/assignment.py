@@ -23,7 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app.core import audit
 from app.core.db import transaction_cache
-from app.core.enums import AssignmentStrategy, AuditAction, LifecycleStage, StageKind
+from app.core.enums import AssignmentStrategy, AuditAction
 from app.core.errors import Conflict, FieldError, ValidationFailed
 from app.core.pagination import Keyset, Page, SortKey, ValueKind
 from app.core.principal import Principal
@@ -31,8 +31,8 @@ from app.core.repository import TenantRepository, check_version
 from app.models.assignment import AssignmentRule
 from app.models.base import utcnow
 from app.models.contact import Contact
-from app.models.deal import Deal
 from app.models.organization import Team, TeamMember, User
+from app.models.owner_load import OwnerLoad
 from app.schemas.assignment import AssignmentRuleCreate, AssignmentRuleUpdate
 from app.services import contacts, filters, records, tasks
 
@@ -139,32 +139,15 @@ async def _state(session: AsyncSession, principal: Principal) -> _State:
 async def _loads(
     session: AsyncSession, principal: Principal, state: _State, rule: AssignmentRule, candidates: list[uuid.UUID]
 ) -> dict[uuid.UUID, int]:
-    """Open leads (or open deals) per candidate, counted once per transaction."""
+    """Open leads (or open deals) per candidate, read once per transaction from the counters the
+    database keeps (`owner_loads`, exact as of this transaction's last statement)."""
     if rule.id in state.loads:
         return state.loads[rule.id]
-    if rule.load_measure == "deals":
-        statement = (
-            select(Deal.owner_id, func.count())
-            .where(
-                Deal.organization_id == principal.organization_id,
-                Deal.owner_id.in_(candidates),
-                Deal.status == StageKind.open,
-                Deal.archived_at.is_(None),
-            )
-            .group_by(Deal.owner_id)
-        )
-    else:
-        statement = (
-            select(Contact.owner_id, func.count())
-            .where(
-                Contact.organization_id == principal.organization_id,
-                Contact.owner_id.in_(candidates),
-                Contact.lifecycle_stage == LifecycleStage.lead,
-                Contact.archived_at.is_(None),
-            )
-            .group_by(Contact.owner_id)
-        )
-    counted: dict[uuid.UUID | None, int] = dict((await session.execute(statement)).all())
+    counter = OwnerLoad.open_deals if rule.load_measure == "deals" else OwnerLoad.open_leads
+    statement = select(OwnerLoad.user_id, counter).where(
+        OwnerLoad.organization_id == principal.organization_id, OwnerLoad.user_id.in_(candidates)
+    )
+    counted: dict[uuid.UUID, int] = dict((await session.execute(statement)).all())
     state.loads[rule.id] = {user: counted.get(user, 0) for user in candidates}
     return state.loads[rule.id]
 

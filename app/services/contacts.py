@@ -22,7 +22,7 @@ from app.models.company import Company
 from app.models.contact import Contact
 from app.models.organization import Organization
 from app.schemas.contact import ContactCreate, ContactRead, ContactUpdate
-from app.services import assignment, companies, merges, records, scoring, users
+from app.services import assignment, companies, lifecycle, merges, records, scoring, users
 from app.services.filters import FieldSpec, FieldType
 from app.services.records import FindQuery, RecordType, builtin
 
@@ -94,14 +94,16 @@ CONTACTS: RecordType[Contact] = RecordType(
     transitions={"owner_id": "assigned", "lifecycle_stage": "lifecycle_stage_changed"},
     gram_document=lambda contact: contact.search_text + text_search.SEPARATOR + contact.company_search_text,
     # Deferred to call time: scoring and assignment read CONTACTS' fields, so they import each other.
-    refresh_derived=lambda session, principal, written: _after_write(session, principal, written),
+    refresh_derived=lambda session, principal, written: scoring.refresh_contacts(session, principal, written),
+    follow_up=lambda session, principal, announced: _follow_up(session, principal, announced),
 )
 
 
-async def _after_write(session: AsyncSession, principal: Principal, written: Sequence[Contact]) -> None:
-    """Contacts just written: their lead scores, and the announcements of those a rule assigned."""
-    await scoring.refresh_contacts(session, principal, written)
-    await assignment.announce(session, principal, written)
+async def _follow_up(session: AsyncSession, principal: Principal, announced: Sequence[Contact]) -> None:
+    """Contacts just written and announced: lifecycle moves their new scores earn, and the
+    assignments rules made when they were built."""
+    await lifecycle.after_scoring(session, principal, announced)
+    await assignment.announce(session, principal, announced)
 
 
 def search_document(contact: Contact) -> str:
@@ -169,6 +171,7 @@ async def create_or_merge_contact(
     await CONTACTS.written(session, principal, [existing])
     changes = audit.diff(before, audit.snapshot(existing)) | {"merged_ids": {"before": None, "after": ["(new)"]}}
     records.announce(session, principal, CONTACTS, existing, action=AuditAction.merge, event="merged", changes=changes)
+    await CONTACTS.announced(session, principal, [existing])
     return existing, True
 
 
@@ -261,8 +264,11 @@ async def apply_contact_changes(
     # Only real changes are set: setting a field to its value still marks it dirty, and a search
     # column recomputed for nothing would make an UPDATE (and a new version) out of no change.
     changed = {name for name, value in changes.items() if getattr(contact, name) != value}
+    stage_before = contact.lifecycle_stage
     for name in changed:
         setattr(contact, name, changes[name])
+    if "lifecycle_stage" in changed:
+        lifecycle.record_manual(session, principal, contact, stage_before)
     if not any(getattr(contact, name) for name in IDENTIFYING_FIELDS):
         raise ValidationFailed(
             FieldError(("body",), "a contact needs at least one of first_name, last_name, email or phone")

@@ -10,18 +10,19 @@ computed here, never taken from the client.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final
 
+from pydantic import ValidationError
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit, text_search
 from app.core.enums import AuditAction, ContactSource, CustomFieldEntity, StageKind
-from app.core.errors import FieldError, NotFound, ValidationFailed
+from app.core.errors import DomainError, FieldError, NotFound, ValidationFailed
 from app.core.ids import new_id
 from app.core.pagination import Keyset, Page
 from app.core.principal import Principal
@@ -433,6 +434,53 @@ async def upsert_deal(
         sent_external_id=data.changes().get("external_id"),
         create=create,
         update=update,
+    )
+
+
+async def write_deals(
+    session: AsyncSession, principal: Principal, *, mode: str, items: Sequence[Mapping[str, Any]], atomic: bool
+) -> list[records.BatchResult]:
+    """Creates (or upserts by `external_id`) up to 1,000 deals with one result each. Each record is
+    written as a single create or PATCH would write it (stage history, line items, audit, events),
+    inside a savepoint, so a bad one fails alone; `atomic`: any failure is a 422 and nothing stays."""
+    results: list[records.BatchResult] = []
+    for index, raw in enumerate(items):
+        try:
+            async with session.begin_nested():
+                results.append(await _write_one(session, principal, index, raw, mode=mode))
+        except DomainError as error:
+            results.append(records.failed_result(index, error))
+    failed = [result for result in results if result.status == "failed"]
+    if atomic and failed:
+        raise ValidationFailed(
+            [error for result in failed for error in records.field_errors(result)],
+            detail=f"{len(failed)} of {len(items)} deals failed; nothing was written (atomic)",
+        )
+    return results
+
+
+async def _write_one(
+    session: AsyncSession, principal: Principal, index: int, raw: Mapping[str, Any], *, mode: str
+) -> records.BatchResult:
+    schema: type[DealCreate] | type[DealUpdate] = DealUpdate if mode == "upsert" else DealCreate
+    try:
+        body = schema.model_validate(raw)
+    except ValidationError as exc:
+        raise ValidationFailed.from_pydantic(exc, loc=("body",)) from exc
+    if isinstance(body, DealCreate):
+        deal = await create_deal(session, principal, data=body)
+        return records.BatchResult(index=index, status="created", id=deal.id)
+    external_id = body.changes().get("external_id")
+    if external_id is None:
+        raise ValidationFailed(FieldError(("body", "external_id"), "an upsert of deals needs external_id"))
+    before_version = await session.scalar(
+        select(Deal.version).where(Deal.organization_id == principal.organization_id, Deal.external_id == external_id)
+    )
+    deal, created = await upsert_deal(session, principal, external_id, data=body, expected_version=None)
+    if created:
+        return records.BatchResult(index=index, status="created", id=deal.id)
+    return records.BatchResult(
+        index=index, status="updated" if deal.version != before_version else "unchanged", id=deal.id
     )
 
 

@@ -241,4 +241,5 @@ async def merge(
             entity_id=other.id,
             changes={"merged_into_id": {"before": None, "after": str(survivor.id)}},
         )
+    await kind.announced(session, principal, [survivor])
     return survivor, moved

@@ -32,6 +32,7 @@ from app.models.order import Order, OrderLineItem
 from app.models.organization import Organization
 from app.models.product import Product
 from app.schemas.order import OrderCreate, OrderLineCreate, OrderRead, OrderUpdate
+from app.services import lifecycle
 from app.services.deals import line_amount
 
 CENT: Final = Decimal("0.01")
@@ -332,6 +333,8 @@ async def transition_order(
     order.status = to
     setattr(order, _REACHED_AT[to], utcnow())
     await _announce_change(session, principal, order, before=before, events_=["status_changed", to.value])
+    if to is OrderStatus.paid:
+        await lifecycle.after_order_paid(session, principal, order)
     return order
 
 

@@ -103,7 +103,11 @@ async def update_organization(
     assert organization is not None
     check_version(organization.version, expected_version)
     before = audit.snapshot(organization, exclude={"rescore_requested_at"})
-    for name, value in data.changes().items():
+    changes = data.changes()
+    if data.lifecycle_rules is not None:
+        # Stored as JSON: the spend threshold as a decimal string.
+        changes["lifecycle_rules"] = data.lifecycle_rules.model_dump(mode="json")
+    for name, value in changes.items():
         setattr(organization, name, value)
     await session.flush()
     principals.forget_on_commit(session, organization.id)

@@ -45,10 +45,17 @@ class RecordType(Generic[M]):
     # Data derived from the records (a contact's lead score), brought up to date after they were
     # written and flushed, before their events are built: every write path calls it.
     refresh_derived: Callable[[AsyncSession, Principal, Sequence[Any]], Awaitable[None]] | None = None
+    # What follows from the change once it is announced, with events of its own after the
+    # change's (a contact's lifecycle moved by its new score, its assignment by a rule).
+    follow_up: Callable[[AsyncSession, Principal, Sequence[Any]], Awaitable[None]] | None = None
 
     async def written(self, session: AsyncSession, principal: Principal, written: Sequence[Any]) -> None:
         if self.refresh_derived is not None and written:
             await self.refresh_derived(session, principal, written)
+
+    async def announced(self, session: AsyncSession, principal: Principal, records: Sequence[Any]) -> None:
+        if self.follow_up is not None and records:
+            await self.follow_up(session, principal, records)
 
     def repository(self, session: AsyncSession, principal: Principal) -> TenantRepository[M]:
         return TenantRepository(self.model, session, principal, label=self.label)
@@ -244,13 +251,25 @@ def emit_event(
     *,
     changes: audit.Changes | None = None,
 ) -> None:
+    emit_event_as(session, events.Actor.of(principal), kind, record, action, changes=changes)
+
+
+def emit_event_as(
+    session: AsyncSession,
+    actor: events.Actor,
+    kind: RecordType[Any],
+    record: Any,
+    action: str,
+    *,
+    changes: audit.Changes | None = None,
+) -> None:
+    """The record's `<label>.<action>` event, and its transition events for the fields changed."""
     data = kind.read_schema.model_validate(record).model_dump(mode="json")
-    actor = events.Actor.of(principal)
     types = [action, *(event for field, event in kind.transitions.items() if changes and field in changes)]
     for name in types:
         events.emit(
             session,
-            organization_id=principal.organization_id,
+            organization_id=record.organization_id,
             type=f"{kind.label}.{name}",
             entity_type=kind.label,
             entity_id=record.id,
@@ -293,6 +312,7 @@ async def created(session: AsyncSession, principal: Principal, kind: RecordType[
     await session.flush()
     await kind.written(session, principal, [record])
     announce_created(session, principal, kind, record)
+    await kind.announced(session, principal, [record])
     return record
 
 
@@ -304,6 +324,7 @@ async def updated(
         await session.flush()
         await kind.written(session, principal, [record])
         announce(session, principal, kind, record, action=AuditAction.update, event="updated", changes=delta)
+        await kind.announced(session, principal, [record])
     return record
 
 
@@ -435,7 +456,7 @@ class BatchRules(Generic[M]):
     prefetch: Callable[[AsyncSession, Principal, list[dict[str, Any]]], Awaitable[None]]
 
 
-def _failed(index: int, error: DomainError) -> BatchResult:
+def failed_result(index: int, error: DomainError) -> BatchResult:
     problem = error.as_problem()
     if isinstance(error, ValidationFailed):
         # Field locations inside the record: ["body", "records", index, field].
@@ -446,7 +467,7 @@ def _failed(index: int, error: DomainError) -> BatchResult:
     return BatchResult(index=index, status="failed", problem=problem)
 
 
-def _field_errors(result: BatchResult) -> list[FieldError]:
+def field_errors(result: BatchResult) -> list[FieldError]:
     """A failed record's problem as field errors (its detail, at the record, when it has none)."""
     problem = result.problem or {}
     if problem.get("errors"):
@@ -509,7 +530,7 @@ async def plan_batch(
         try:
             bodies[index] = schema.model_validate(raw)
         except ValidationError as exc:
-            results[index] = _failed(index, ValidationFailed.from_pydantic(exc, loc=("body",)))
+            results[index] = failed_result(index, ValidationFailed.from_pydantic(exc, loc=("body",)))
     changes = {index: body.model_dump(include=body.model_fields_set) for index, body in bodies.items()}
 
     # Which record each upsert (or each create with an external_id) would touch.
@@ -523,7 +544,7 @@ async def plan_batch(
         key = next(((name, fields[name]) for name in keys if fields.get(name) is not None), None)
         if key is None:
             if mode == "upsert" and keyless == "fail":
-                results[index] = _failed(
+                results[index] = failed_result(
                     index, ValidationFailed(FieldError(("body",), f"an upsert needs one of {', '.join(keys)}"))
                 )
             continue
@@ -531,7 +552,7 @@ async def plan_batch(
             if mode == "skip_duplicates":
                 results[index] = _skipped(index, f"record {first_with[key]} has the same {key[0]}")
             else:
-                results[index] = _failed(
+                results[index] = failed_result(
                     index,
                     ValidationFailed(FieldError(("body", key[0]), f"record {first_with[key]} has the same value")),
                 )
@@ -578,7 +599,7 @@ async def plan_batch(
                 create_body = body if mode != "upsert" else as_create(rules.create_schema, changes[index])
                 plan.new.append((index, await rules.build(session, principal, create_body)))
         except DomainError as error:
-            results[index] = _failed(index, error)
+            results[index] = failed_result(index, error)
     return plan
 
 
@@ -596,6 +617,7 @@ async def announce_updates(
         if delta:
             announce(session, principal, kind, record, action=AuditAction.update, event="updated", changes=delta)
         plan.results[index] = BatchResult(index=index, status="updated" if delta else "unchanged", id=record.id)
+    await kind.announced(session, principal, [record for _, record, delta in deltas if delta])
 
 
 async def write_batch(
@@ -616,7 +638,7 @@ async def write_batch(
     failed = [r for r in plan.results if r is not None]
     if atomic and failed:
         raise ValidationFailed(
-            [error for result in failed for error in _field_errors(result)],
+            [error for result in failed for error in field_errors(result)],
             detail=f"{len(failed)} of {len(items)} records failed; nothing was written (atomic)",
         )
     await insert_new(session, principal, kind, plan)
@@ -649,3 +671,4 @@ async def insert_new(session: AsyncSession, principal: Principal, kind: RecordTy
     await kind.written(session, principal, [record for _, record in plan.new])
     for _, record in plan.new:
         emit_event(session, principal, kind, record, "created")
+    await kind.announced(session, principal, [record for _, record in plan.new])

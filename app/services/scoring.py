@@ -47,6 +47,7 @@ PARTITION_FROM: Final = 100_000
 MAX_RULES: Final = 200
 DEFAULT_THRESHOLDS: Final = {"A": 80, "B": 50, "C": 20}
 GRADES: Final = ("A", "B", "C")
+LEAD_STAGES: Final = (LifecycleStage.lead, LifecycleStage.marketing_qualified, LifecycleStage.sales_qualified)
 
 
 def _rules(session: AsyncSession, principal: Principal) -> TenantRepository[ScoringRule]:
@@ -480,13 +481,14 @@ async def lead_queue(
     cursor: str | None,
     limit: int,
 ) -> Page[Contact]:
-    """Contacts in lifecycle stage `lead`, best first: by grade, then score (the priority queue)."""
+    """Contacts not yet opportunities (lead, and marketing or sales qualified: score rules move
+    the best leads there), best first: by grade, then score (the priority queue)."""
     repository = contacts.CONTACTS.repository(session, principal)
     s = LeadScore.__table__.c
     statement = (
         repository.scoped()
         .join(LeadScore, (s.organization_id == Contact.organization_id) & (s.contact_id == Contact.id))
-        .where(Contact.lifecycle_stage == LifecycleStage.lead, Contact.archived_at.is_(None))
+        .where(Contact.lifecycle_stage.in_(LEAD_STAGES), Contact.archived_at.is_(None))
     )
     if owner_id is not None:
         statement = statement.where(Contact.owner_id == owner_id)

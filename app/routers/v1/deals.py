@@ -28,6 +28,7 @@ from app.routers.deps import (
     search_query,
 )
 from app.schemas.audit import AuditEntryPage, AuditEntryRead
+from app.schemas.batch import BatchCreate, BatchRead, BatchResultRead
 from app.schemas.deal import DealCreate, DealMove, DealPage, DealRead, DealUpdate, StageVisitPage, StageVisitRead
 from app.schemas.search import SearchRequest
 from app.services import deals
@@ -102,6 +103,25 @@ async def search_deals(session: SessionDep, principal: Reader, body: SearchReque
 )
 async def create_deal(session: SessionDep, principal: Writer, body: DealCreate) -> Response:
     return _reply(await deals.create_deal(session, principal, data=body), created=True)
+
+
+@router.post(
+    "/batch",
+    operation_id="deals_batch",
+    response_model=BatchRead,
+    responses=problems(*AUTHENTICATED, 409),
+    summary="Create or upsert up to 1,000 deals, one result per record",
+    description="Upsert matches on `external_id` (required in upsert mode). Each deal is written as a single create "
+    "or PATCH writes it; a bad record fails alone (its result carries a problem document) unless `atomic=true`.",
+)
+async def batch_deals(
+    session: SessionDep,
+    principal: Writer,
+    body: BatchCreate,
+    atomic: Annotated[bool, Query(description="All records or none")] = False,
+) -> BatchRead:
+    results = await deals.write_deals(session, principal, mode=body.mode, items=body.records, atomic=atomic)
+    return BatchRead(results=[BatchResultRead.model_validate(r, from_attributes=True) for r in results])
 
 
 @router.get("/{deal_id}", operation_id="deals_get", response_model=DealRead, responses=problems(*AUTHENTICATED, 404))

@@ -1,4 +1,4 @@
-"""/api/v1/leads, and each contact's score and activities (what lead scoring reads)."""
+"""/api/v1/leads, and each contact's score, activities and lifecycle history."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from app.routers.deps import (
     problems,
     require,
 )
-from app.schemas.contact import ContactPage, ContactRead
+from app.schemas.contact import ContactPage, ContactRead, LifecycleChangePage, LifecycleChangeRead
 from app.schemas.scoring import ActivityCreate, ActivityPage, ActivityRead, ScoreExplanation
-from app.services import scoring
+from app.services import lifecycle, scoring
 
 router = APIRouter(prefix=API_PREFIX, tags=["lead scoring"], route_class=ApiRoute)
 Reader = Annotated[Principal, require(Scope.contacts_read)]
@@ -34,7 +34,7 @@ Writer = Annotated[Principal, require(Scope.contacts_write)]
     operation_id="leads_list",
     response_model=ContactPage,
     responses=problems(*AUTHENTICATED),
-    summary="The lead queue: contacts in lifecycle stage lead, best grade and highest score first",
+    summary="The lead queue: leads (qualified ones too), best grade and highest score first",
 )
 async def lead_queue(
     session: SessionDep,
@@ -49,6 +49,26 @@ async def lead_queue(
         session, principal, owner_id=owner_id, unassigned=unassigned, grade=grade, cursor=cursor, limit=limit
     )
     return ContactPage(items=[ContactRead.model_validate(c) for c in page.items], next_cursor=page.next_cursor)
+
+
+@router.get(
+    "/contacts/{contact_id}/lifecycle-history",
+    operation_id="contacts_lifecycle_history",
+    response_model=LifecycleChangePage,
+    responses=problems(*AUTHENTICATED, 404),
+    summary="The contact's lifecycle stage changes, newest first, by hand or by which rule",
+)
+async def lifecycle_history(
+    session: SessionDep,
+    principal: Reader,
+    contact_id: uuid.UUID,
+    cursor: CursorDep = None,
+    limit: LimitDep = DEFAULT_LIMIT,
+) -> LifecycleChangePage:
+    page = await lifecycle.history(session, principal, contact_id, cursor=cursor, limit=limit)
+    return LifecycleChangePage(
+        items=[LifecycleChangeRead.model_validate(change) for change in page.items], next_cursor=page.next_cursor
+    )
 
 
 @router.get(
