@@ -58,7 +58,8 @@ async def test_round_robin_takes_turns_and_announces(client: httpx.AsyncClient, 
     ordered = sorted(rep.user_id for rep in reps)
     assert owners == ordered + ordered
     assert (await client.get(f"{RULES}/{rule['id']}", headers=tenant.headers)).json()["turn"] == 6
-    assert (await client.get(f"{RULES}/{rule['id']}", headers=tenant.headers)).json()["version"] == 1
+    after = (await client.get(f"{RULES}/{rule['id']}", headers=tenant.headers)).json()
+    assert (after["version"], after["updated_at"]) == (1, rule["updated_at"]), "handing out is not an edit"
 
     contact = await _contact(client, tenant.headers)
     follow_ups = await _tasks_for(client, tenant, contact["id"])

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Final
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -40,12 +40,11 @@ MAX_RULES: Final = 100
 _STATE_KEY: Final = "assignment"
 
 
-def away(user: User, today: date) -> bool:
-    if user.out_of_office_from is None and user.out_of_office_until is None:
+def away(starts: date | None, ends: date | None, today: date) -> bool:
+    """Out of office today: both days included, an open end meaning until further notice."""
+    if starts is None and ends is None:
         return False
-    starts = user.out_of_office_from or date.min
-    ends = user.out_of_office_until or date.max
-    return starts <= today <= ends
+    return (starts or date.min) <= today <= (ends or date.max)
 
 
 @dataclass
@@ -79,17 +78,16 @@ async def _state(session: AsyncSession, principal: Principal) -> _State:
     cache = transaction_cache(session, _STATE_KEY)
     if (state := cache.get(principal.organization_id)) is not None:
         return state  # type: ignore[no-any-return]
+    # Every active rule, locked in one order: turns and loads are taken one transaction at a
+    # time, each reading what the previous one committed (one query: a create pays for no more).
     statement = (
         select(AssignmentRule)
         .where(AssignmentRule.organization_id == principal.organization_id, AssignmentRule.active)
         .order_by(AssignmentRule.priority, AssignmentRule.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     rules = list((await session.scalars(statement)).all())
-    if any(rule.strategy is not AssignmentStrategy.fixed_user for rule in rules):
-        # Every active rule, in one order: turns are taken one transaction at a time, each
-        # reading the turns the previous one committed.
-        locked = statement.with_for_update().execution_options(populate_existing=True)
-        rules = list((await session.scalars(locked)).all())
     registry = await records.organization_registry(session, principal.organization_id, contacts.CONTACTS)
     conditions: dict[uuid.UUID, filters.Node | None] = {}
     territory_specs: dict[uuid.UUID, filters.FieldSpec] = {}
@@ -110,20 +108,27 @@ async def _state(session: AsyncSession, principal: Principal) -> _State:
         users |= rule_users
         teams |= rule_teams
     members: dict[uuid.UUID, list[uuid.UUID]] = {}
-    if teams:
-        rows = await session.execute(
-            select(TeamMember.team_id, TeamMember.user_id)
-            .where(TeamMember.organization_id == principal.organization_id, TeamMember.team_id.in_(teams))
-            .order_by(TeamMember.team_id, TeamMember.user_id)
+    available: set[uuid.UUID] = set()
+    if users or teams:
+        # The rules' users and their teams' members, with what decides whether they can take one.
+        membership = and_(
+            TeamMember.organization_id == User.organization_id,
+            TeamMember.user_id == User.id,
+            TeamMember.team_id.in_(teams),
         )
-        for team_id, user_id in rows:
-            members.setdefault(team_id, []).append(user_id)
-            users.add(user_id)
-    today = utcnow().date()
-    found = await session.scalars(
-        select(User).where(User.organization_id == principal.organization_id, User.id.in_(users))
-    )
-    available = {user.id for user in found if user.is_active and not away(user, today)}
+        rows = await session.execute(
+            select(User.id, User.is_active, User.out_of_office_from, User.out_of_office_until, TeamMember.team_id)
+            .outerjoin(TeamMember, membership)
+            .where(User.organization_id == principal.organization_id)
+            .where(or_(User.id.in_(users), TeamMember.team_id.is_not(None)))
+            .order_by(TeamMember.team_id, User.id)
+        )
+        today = utcnow().date()
+        for user_id, is_active, away_from, away_until, team_id in rows:
+            if team_id is not None:
+                members.setdefault(team_id, []).append(user_id)
+            if is_active and not away(away_from, away_until, today):
+                available.add(user_id)
     state = _State(
         rules=usable,
         conditions=conditions,
@@ -221,7 +226,8 @@ async def _save_turns(session: AsyncSession, principal: Principal, state: _State
             await session.execute(
                 update(AssignmentRule)
                 .where(AssignmentRule.organization_id == principal.organization_id, AssignmentRule.id == rule.id)
-                .values(turn=state.turns[rule.id])
+                # Not an edit of the rule: its updated_at stays as its version does.
+                .values(turn=state.turns[rule.id], updated_at=AssignmentRule.updated_at)
                 .execution_options(synchronize_session=False)
             )
             set_committed_value(rule, "turn", state.turns[rule.id])
