@@ -216,7 +216,7 @@ def create_org(
 @cli.command(name="import")
 def import_file(
     file: Annotated[Path, typer.Argument(help="A CSV (UTF-8, GB18030/GBK) or XLSX file", exists=True, dir_okay=False)],
-    entity: Annotated[str, typer.Option(help="contacts or companies")],
+    entity: Annotated[str, typer.Option(help="contacts, companies or deals")],
     mode: Annotated[str, typer.Option(help="create, upsert or skip_duplicates")] = "create",
     mapping: Annotated[
         Path | None, typer.Option(help='A JSON file {"column header": "field"}; automatic when omitted', exists=True)

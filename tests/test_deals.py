@@ -604,3 +604,11 @@ async def test_batch_creates_and_upserts_deals(client: httpx.AsyncClient, tenant
     assert error_locs(response) == [["body", "records", 1, "amount"]]
     after = len((await client.get(DEALS, headers=tenant.headers, params={"limit": 500})).json()["items"])
     assert after == before, "atomic: nothing was written"
+
+
+async def test_a_patch_that_changes_nothing_writes_nothing(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    deal = await _deal(client, tenant, name="原样")
+    url = f"{DEALS}/{deal['id']}"
+    response = await client.patch(url, headers=tenant.headers, json={"name": "原样", "amount": None})
+    assert response.status_code == 200 and response.json()["version"] == 1
+    assert (await client.get(url, headers=tenant.headers)).json()["version"] == 1

@@ -12,13 +12,14 @@ from app.schemas.common import InputSchema, ReadSchema
 
 
 class ImportCreate(InputSchema):
-    entity: Literal["contacts", "companies"]
+    entity: Literal["contacts", "companies", "deals"]
     mode: Literal["create", "upsert", "skip_duplicates"] = Field(
         default="create",
         description=(
             "create: every row is a new record (a taken external_id fails the row); upsert: a row "
             "matching a record by external_id, else e-mail (contacts) or domain (companies), updates "
-            "it; skip_duplicates: such a row, or a row repeating an earlier one's key, is skipped"
+            "it (deals: by external_id only); skip_duplicates: such a row, or a row repeating an earlier one's key, "
+            "is skipped"
         ),
     )
     mapping: dict[str, str | None] | None = Field(

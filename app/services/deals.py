@@ -342,6 +342,7 @@ async def _apply(session: AsyncSession, principal: Principal, deal: Deal, change
     with session.no_autoflush:
         before = _snapshot(deal)
         was = deal.status
+        document = search_document(deal)
         if "company_id" in changes and changes["company_id"] != deal.company_id:
             await _check_company(session, principal, changes["company_id"])
         await records.check_new_owner(session, principal, changes, deal.owner_id)
@@ -380,7 +381,10 @@ async def _apply(session: AsyncSession, principal: Principal, deal: Deal, change
             if not deal.probability_manual:
                 deal.probability = await _stage_probability(session, deal)
             deal.lost_reason = lost_reason if deal.status is StageKind.lost else None
-        deal.search_text = search_document(deal)
+        # Set only when it changes: the column is deferred, so setting it at all would make an
+        # UPDATE (and a new version) out of no change.
+        if search_document(deal) != document:
+            deal.search_text = search_document(deal)
     await _announce_change(session, principal, deal, before=before, was=was)
     return deal
 

@@ -8,6 +8,12 @@ A mapping is `{column header: target}`. Targets are the entity's fields (`email`
 contact to that company, creating it when missing), `customer_id` (the brief's `客户ID`: the
 company's external_id when the row names a company, else the contact's), and
 `custom_fields.<key>`. A column mapped to null (or not mapped) is ignored.
+
+Deals (the brief's opportunity table) take `external_id` (`机会ID`), `name` (`产品名称`),
+`company.external_id` (`客户ID`; `customer_id` means the same: the deal's company, which must
+exist), `stage` (a stage of the default pipeline, by name), `amount` (a decimal: separators,
+`¥`/`元` and `万` allowed), `currency`, `expected_close_date`, `owner` (a user's e-mail or full
+name), `tags`, `lost_reason` and `custom_fields.<key>`.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from app.core.enums import CustomFieldType
@@ -58,6 +65,21 @@ TARGETS: Final[dict[str, frozenset[str]]] = {
         "company.industry",
     },
     "companies": _COMMON_TARGETS | {"name", "domain", "industry", "size"},
+    "deals": frozenset(
+        {
+            "external_id",
+            "name",
+            "company.external_id",
+            "customer_id",
+            "stage",
+            "amount",
+            "currency",
+            "expected_close_date",
+            "owner",
+            "tags",
+            "lost_reason",
+        }
+    ),
 }
 
 # Normalised header (see `_header_key`) → target. Chinese headers follow the brief's templates.
@@ -126,6 +148,56 @@ _SYNONYMS: Final[dict[str, dict[str, str]]] = {
         "size": "size",
         "规模": "size",
     },
+}
+# Deals take only these (the shared synonyms are contact and company fields).
+_DEAL_SYNONYMS: Final[dict[str, str]] = {
+    "机会id": "external_id",
+    "机会编号": "external_id",
+    "商机id": "external_id",
+    "商机编号": "external_id",
+    "dealid": "external_id",
+    "opportunityid": "external_id",
+    "externalid": "external_id",
+    "客户id": "company.external_id",
+    "客户编号": "company.external_id",
+    "customerid": "company.external_id",
+    "companyid": "company.external_id",
+    "accountid": "company.external_id",
+    "companyexternalid": "company.external_id",
+    "产品名称": "name",
+    "产品": "name",
+    "机会名称": "name",
+    "商机名称": "name",
+    "name": "name",
+    "dealname": "name",
+    "opportunity": "name",
+    "opportunityname": "name",
+    "product": "name",
+    "productname": "name",
+    "阶段": "stage",
+    "销售阶段": "stage",
+    "stage": "stage",
+    "dealstage": "stage",
+    "预计金额": "amount",
+    "金额": "amount",
+    "amount": "amount",
+    "value": "amount",
+    "dealvalue": "amount",
+    "expectedamount": "amount",
+    "币种": "currency",
+    "currency": "currency",
+    "截止日期": "expected_close_date",
+    "预计成交日期": "expected_close_date",
+    "closedate": "expected_close_date",
+    "expectedclosedate": "expected_close_date",
+    "duedate": "expected_close_date",
+    "负责人": "owner",
+    "owner": "owner",
+    "owneremail": "owner",
+    "标签": "tags",
+    "tags": "tags",
+    "输单原因": "lost_reason",
+    "lostreason": "lost_reason",
 }
 _SHARED_SYNONYMS: Final[dict[str, str]] = {
     "externalid": "external_id",
@@ -215,7 +287,7 @@ def _header_key(header: str) -> str:
 def auto_map(header: Sequence[str], entity: str, definitions: Mapping[str, CustomFieldDefinition]) -> dict[str, str]:
     """Targets for the headers this module recognises (custom fields by key or label); a target
     is given to the first column that claims it."""
-    synonyms = _SHARED_SYNONYMS | _SYNONYMS[entity]
+    synonyms = _DEAL_SYNONYMS if entity == "deals" else _SHARED_SYNONYMS | _SYNONYMS[entity]
     by_label = {_header_key(d.label): CUSTOM_PREFIX + key for key, d in definitions.items()}
     by_label |= {_header_key(key): CUSTOM_PREFIX + key for key in definitions}
     mapping: dict[str, str] = {}
@@ -264,7 +336,9 @@ class CompanyRef:
 class RowValues:
     record: dict[str, Any] = field(default_factory=dict)
     owner_email: str | None = None
+    owner_name: str | None = None  # deals: a user's full name
     company: CompanyRef | None = None
+    stage: str | None = None  # deals: a stage name of the default pipeline
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +372,8 @@ class Converter:
                 given[target] = cell
         company_fields = {k.removeprefix(COMPANY_PREFIX): v for k, v in given.items() if k.startswith(COMPANY_PREFIX)}
         if "customer_id" in given:
-            if self.entity == "contacts" and company_fields.get("name"):
+            # A deal's 客户ID is its company's; a contact's too when the row names a company.
+            if self.entity == "deals" or (self.entity == "contacts" and company_fields.get("name")):
                 company_fields.setdefault("external_id", given["customer_id"])
             else:
                 given.setdefault("external_id", given["customer_id"])
@@ -319,7 +394,16 @@ class Converter:
                     record.setdefault("first_name", first)
                     record.setdefault("last_name", last)
                 elif target == "owner":
-                    values.owner_email = cell.lower()
+                    if self.entity == "deals" and "@" not in cell:
+                        values.owner_name = " ".join(cell.split())
+                    else:
+                        values.owner_email = cell.lower()
+                elif target == "stage":
+                    values.stage = cell
+                elif target == "amount":
+                    record["amount"] = str(parse_amount(cell))
+                elif target == "expected_close_date":
+                    record["expected_close_date"] = parse_date(cell).isoformat()
                 elif target == "tags":
                     record["tags"] = [tag.strip() for tag in _LIST_SEPARATORS.split(cell) if tag.strip()]
                 elif target == "email_opt_in":
@@ -384,6 +468,25 @@ def parse_number(cell: str) -> int | float:
     if number != number or number in (float("inf"), float("-inf")):
         raise ValueError(f"{cell!r} is not a number")
     return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+
+
+_CURRENCY_MARKS: Final = re.compile(r"^(?:¥|rmb|cny)|(?:元|rmb|cny)$")
+
+
+def parse_amount(cell: str) -> Decimal:
+    """A money amount, exactly: 150,000, 80000.50, ¥150,000, 150000元, 15万 (× 10,000)."""
+    text = unicodedata.normalize("NFKC", cell).strip().casefold().replace(",", "").replace(" ", "")
+    text = _CURRENCY_MARKS.sub("", _CURRENCY_MARKS.sub("", text))
+    scale = Decimal(1)
+    if text.endswith("万"):
+        text, scale = text.removesuffix("万"), Decimal(10000)
+    try:
+        amount = Decimal(text) * scale
+    except InvalidOperation:
+        raise ValueError(f"{cell!r} is not an amount") from None
+    if not amount.is_finite() or "e" in text:
+        raise ValueError(f"{cell!r} is not an amount")
+    return amount
 
 
 _DATE_FORMATS: Final = (

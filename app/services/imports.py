@@ -1,4 +1,4 @@
-"""Imports: a CSV or XLSX file of contacts or companies, written by a job chunk by chunk.
+"""Imports: a CSV or XLSX file of contacts, companies or deals, written by a job chunk by chunk.
 
 The API stores the file next to the data (`<data_dir>/imports/`, shared with the worker like
 exports), reads its header, settles the mapping and answers 202. The job counts the rows, then
@@ -10,6 +10,8 @@ failed and skipped rows as import issues, and the import's counters. A worker ki
 leaves nothing of that chunk; the next run reads on from the last committed row, so no row is
 lost and none written twice. Each chunk commits only while the import still carries its run's
 token, so a run that lost the import (taken over after a stall, or cancelled) writes nothing more.
+Deals rows are written record by record, each in a savepoint (`deal_imports`), in the same chunk
+transaction.
 """
 
 from __future__ import annotations
@@ -45,9 +47,10 @@ from app.models.data_import import DataImport, ImportIssue
 from app.models.organization import Organization
 from app.schemas.custom_field import CustomFieldCreate
 from app.schemas.data_import import ImportCreate
-from app.services import auth, contacts, custom_fields, records, users
+from app.services import auth, contacts, custom_fields, deal_imports, records, users
 from app.services.companies import COMPANY_BATCHES
 from app.services.contacts import CONTACT_BATCHES
+from app.services.deals import DEALS
 from app.services.import_mapping import (
     CUSTOM_PREFIX,
     REGISTRATION_DATE,
@@ -57,13 +60,18 @@ from app.services.import_mapping import (
     auto_map,
     check_mapping,
 )
-from app.services.records import BatchResult, BatchRules
+from app.services.records import BatchResult, BatchRules, RecordType
 
 RUN_IMPORT: Final = "run_import"
-_KINDS: Final[dict[str, tuple[BatchRules[Any], Scope]]] = {
-    "contacts": (CONTACT_BATCHES, Scope.contacts_write),
-    "companies": (COMPANY_BATCHES, Scope.companies_write),
+# Entity → (its record type, its batch rules (None: written record by record), the scope to write it).
+_KINDS: Final[dict[str, tuple[RecordType[Any], BatchRules[Any] | None, Scope]]] = {
+    "contacts": (CONTACT_BATCHES.kind, CONTACT_BATCHES, Scope.contacts_write),
+    "companies": (COMPANY_BATCHES.kind, COMPANY_BATCHES, Scope.companies_write),
+    "deals": (DEALS, None, Scope.deals_write),
 }
+# Deals are written record by record, and each one's event takes the organisation's event stream
+# lock until the chunk commits: their chunks are kept short (a few seconds of writing).
+DEAL_CHUNK_ROWS: Final = 200
 # A file that stopped every run this many times (a row that breaks the job) is given up.
 MAX_RUNS: Final = 5
 _COPY_BLOCK: Final = 1024 * 1024
@@ -96,7 +104,7 @@ async def create_import(
     session: AsyncSession, principal: Principal, *, data: ImportCreate, file: BinaryIO, file_name: str
 ) -> DataImport:
     """Stores the file, reads its header and settles the mapping; the job does the rest."""
-    rules, scope = _KINDS[data.entity]
+    kind, _, scope = _KINDS[data.entity]
     principal.require(scope)
     settings = get_settings()
     data_import = DataImport(
@@ -121,7 +129,7 @@ async def create_import(
         data_import.file_format = table.format.kind
         data_import.encoding = table.format.encoding
         data_import.delimiter = table.format.delimiter if table.format.kind == "csv" else None
-        definitions = await custom_fields.definitions_for(session, principal.organization_id, rules.kind.custom_entity)
+        definitions = await custom_fields.definitions_for(session, principal.organization_id, kind.custom_entity)
         mapping = await _settle_mapping(session, principal, data, table.header, definitions)
         if not await asyncio.to_thread(_has_rows, table):
             raise ValidationFailed(FieldError(("body", "file"), "The file has a header but no rows"))
@@ -199,7 +207,7 @@ async def _settle_mapping(
             session,
             principal,
             data=CustomFieldCreate(
-                entity=_KINDS[data.entity][0].kind.custom_entity,
+                entity=_KINDS[data.entity][0].custom_entity,
                 key=REGISTRATION_DATE,
                 label="Registration date",
                 type=CustomFieldType.date,
@@ -323,12 +331,13 @@ async def _run(
     if data_import.total is None:
         data_import.total = await asyncio.to_thread(table.count_rows)
         await _set(sessions, data_import, token, total=data_import.total, heartbeat_at=utcnow())
-    rules, scope = _KINDS[data_import.entity]
+    kind, rules, scope = _KINDS[data_import.entity]
+    chunk_rows = settings.imports_chunk_rows if rules is not None else min(settings.imports_chunk_rows, DEAL_CHUNK_ROWS)
     rows = table.rows(skip=data_import.processed)
     timings = {"read": 0.0, "write": 0.0} | dict(data_import.timings or {})
     while True:
         started = time.perf_counter()
-        chunk = _take(rows, settings.imports_chunk_rows)
+        chunk = _take(rows, chunk_rows)
         if not chunk:
             break
         timings["read"] += time.perf_counter() - started
@@ -340,9 +349,7 @@ async def _run(
                 session, data_import.organization_id, data_import.requested_by_type, data_import.requested_by_id
             )
             principal.require(scope)
-            definitions = await custom_fields.definitions_for(
-                session, principal.organization_id, rules.kind.custom_entity
-            )
+            definitions = await custom_fields.definitions_for(session, principal.organization_id, kind.custom_entity)
             converter = Converter.build(table.header, data_import.mapping, data_import.entity, definitions)
             outcome = await write_chunk(session, principal, rules, converter, data_import, chunk)
             await copy_rows(session, ImportIssue, outcome.issues)
@@ -405,12 +412,13 @@ async def _set(
 async def write_chunk(
     session: AsyncSession,
     principal: Principal,
-    rules: BatchRules[Any],
+    rules: BatchRules[Any] | None,
     converter: Converter,
     data_import: DataImport,
     chunk: Sequence[Row],
 ) -> ChunkOutcome:
-    """Converts, checks, matches and writes one chunk of rows in the session's transaction."""
+    """Converts, checks, matches and writes one chunk of rows in the session's transaction
+    (deals, which have no batch rules, record by record)."""
     outcome = ChunkOutcome()
 
     def issue(row: Row, outcome_name: str, reason: str) -> None:
@@ -438,6 +446,17 @@ async def write_chunk(
                 converted.append((row, converter.convert(row.cells)))
             except CellError as error:
                 issue(row, "failed", str(error))
+
+    if rules is None:
+        written = await deal_imports.write_rows(
+            session, principal, mode=data_import.mode, rows=[values for _, values in converted]
+        )
+        for (row, _), written_row in zip(converted, written, strict=True):
+            if written_row.status in ("failed", "skipped"):
+                issue(row, written_row.status, written_row.reason or written_row.status)
+            else:
+                outcome.counts[written_row.status] += 1
+        return outcome
 
     owners = await users.active_ids_by_email(session, principal, {v.owner_email for _, v in converted if v.owner_email})
     companies = await _companies_for(session, principal, [v.company for _, v in converted if v.company], outcome)

@@ -35,14 +35,14 @@ def _form(entity: str, mode: str, mapping: str | None) -> ImportCreate:
     status_code=202,
     response_model=ImportRead,
     responses=problems(*AUTHENTICATED, 413),
-    summary="Import contacts or companies from a CSV or XLSX file (written by a job)",
+    summary="Import contacts, companies or deals from a CSV or XLSX file (written by a job)",
 )
 async def create_import(
     session: SessionDep,
     principal: PrincipalDep,
     response: Response,
     file: Annotated[UploadFile, File(description="CSV (UTF-8, UTF-8 with BOM, GB18030/GBK) or XLSX")],
-    entity: Annotated[str, Form(description="contacts | companies")],
+    entity: Annotated[str, Form(description="contacts | companies | deals")],
     mode: Annotated[str, Form(description="create | upsert | skip_duplicates")] = "create",
     mapping: Annotated[str | None, Form(description='JSON {"column header": "field"}; automatic when omitted')] = None,
 ) -> ImportRead:
