@@ -22,11 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core import audit, events
 from app.core.enums import AuditAction, ContractStatus
 from app.core.errors import Conflict, FieldError, NotFound, ValidationFailed
-from app.core.ids import new_id
 from app.core.pagination import Keyset, Page
 from app.core.principal import Principal
 from app.core.repository import TenantRepository, check_version
-from app.models.audit import AuditEntry
 from app.models.base import utcnow
 from app.models.company import Company
 from app.models.contract import Contract, ContractNumberCounter, ContractTemplate
@@ -312,20 +310,6 @@ async def contract_document(session: AsyncSession, principal: Principal, contrac
 # Scheduled work, across organisations (the jobs in app/jobs/contracts.py)
 
 
-def _system_audit(contract: Contract, changes: audit.Changes) -> AuditEntry:
-    return AuditEntry(
-        organization_id=contract.organization_id,
-        id=new_id(),
-        occurred_at=utcnow(),
-        actor_type=events.SYSTEM.type,
-        actor_id=None,
-        action=AuditAction.update,
-        entity_type=LABEL,
-        entity_id=contract.id,
-        changes=changes,
-    )
-
-
 async def claim_renewals_due(session: AsyncSession, *, today: date) -> list[Contract]:
     """Active contracts whose notice period has begun (`end_date − renewal_notice_days ≤ today`)
     and that have not ended, each claimed once: `contract.renewal_due` is emitted for those this
@@ -366,7 +350,15 @@ async def expire_ended(session: AsyncSession, *, today: date) -> list[Contract]:
             "status": {"before": ContractStatus.active.value, "after": ContractStatus.expired.value},
             "ended_at": {"before": None, "after": now.isoformat()},
         }
-        session.add(_system_audit(contract, changes))
+        audit.record_as(
+            session,
+            events.SYSTEM,
+            organization_id=contract.organization_id,
+            action=AuditAction.update,
+            entity_type=LABEL,
+            entity_id=contract.id,
+            changes=changes,
+        )
         for name in ("status_changed", "expired"):
             _emit(session, contract, name, actor=events.SYSTEM, changes=changes)
     return contracts
