@@ -34,10 +34,9 @@ from app.models.contact import Contact
 from app.models.deal import Deal, DealContact, DealLineItem, DealStageVisit
 from app.models.organization import Organization
 from app.models.pipeline import Pipeline, PipelineStage
-from app.models.product import Product
 from app.schemas.deal import DealContactLink, DealCreate, DealRead, DealUpdate, LineItemCreate
 from app.schemas.pipeline import StageUpdate
-from app.services import pipelines, records
+from app.services import pipelines, products, records
 from app.services.filters import FieldSpec, FieldType
 from app.services.records import FindQuery, RecordType, builtin
 
@@ -153,31 +152,9 @@ async def _line_items(
     currency: str,
 ) -> list[DealLineItem]:
     parsed = [LineItemCreate.model_validate(item) for item in items]
-    product_ids = {item.product_id for item in parsed if item.product_id is not None}
-    products = {
-        product.id: product
-        for product in await session.scalars(
-            select(Product).where(Product.organization_id == principal.organization_id, Product.id.in_(product_ids))
-        )
-    }
+    prices = await products.line_prices(session, principal, parsed, currency=currency, priced="deal")
     lines: list[DealLineItem] = []
-    for position, item in enumerate(parsed):
-        loc = ("body", "line_items", position)
-        name, unit_price = item.name, item.unit_price
-        if item.product_id is not None:
-            product = products.get(item.product_id)
-            if product is None or not product.active:
-                raise ValidationFailed(FieldError((*loc, "product_id"), f"no active product with id {item.product_id}"))
-            if unit_price is None and product.currency != currency:
-                raise ValidationFailed(
-                    FieldError(
-                        (*loc, "unit_price"),
-                        f"the product is priced in {product.currency}, the deal in {currency}: give a unit_price",
-                    )
-                )
-            name = name or product.name
-            unit_price = product.price if unit_price is None else unit_price
-        assert name is not None and unit_price is not None  # LineItemCreate requires them without a product
+    for position, (item, (name, unit_price)) in enumerate(zip(parsed, prices, strict=True)):
         # At the columns' scales, so a write's reply shows what a later read will.
         quantity = item.quantity.quantize(QUANTITY_STEP)
         discount = item.discount_percent.quantize(CENT)

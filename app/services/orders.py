@@ -30,9 +30,8 @@ from app.models.contact import Contact
 from app.models.deal import Deal
 from app.models.order import Order, OrderLineItem
 from app.models.organization import Organization
-from app.models.product import Product
 from app.schemas.order import OrderCreate, OrderLineCreate, OrderRead, OrderUpdate
-from app.services import lifecycle
+from app.services import lifecycle, products
 from app.services.deals import line_amount
 
 CENT: Final = Decimal("0.01")
@@ -114,31 +113,9 @@ async def _priced_lines(
     session: AsyncSession, principal: Principal, items: Sequence[OrderLineCreate | dict[str, Any]], *, currency: str
 ) -> list[OrderLineItem]:
     parsed = [OrderLineCreate.model_validate(item) for item in items]
-    product_ids = {item.product_id for item in parsed if item.product_id is not None}
-    products = {
-        product.id: product
-        for product in await session.scalars(
-            select(Product).where(Product.organization_id == principal.organization_id, Product.id.in_(product_ids))
-        )
-    }
+    prices = await products.line_prices(session, principal, parsed, currency=currency, priced="order")
     lines = []
-    for position, item in enumerate(parsed):
-        loc = ("body", "line_items", position)
-        name, unit_price = item.name, item.unit_price
-        if item.product_id is not None:
-            product = products.get(item.product_id)
-            if product is None or not product.active:
-                raise ValidationFailed(FieldError((*loc, "product_id"), f"no active product with id {item.product_id}"))
-            if unit_price is None and product.currency != currency:
-                raise ValidationFailed(
-                    FieldError(
-                        (*loc, "unit_price"),
-                        f"the product is priced in {product.currency}, the order in {currency}: give a unit_price",
-                    )
-                )
-            name = name or product.name
-            unit_price = product.price if unit_price is None else unit_price
-        assert name is not None and unit_price is not None  # OrderLineCreate requires them without a product
+    for position, (item, (name, unit_price)) in enumerate(zip(parsed, prices, strict=True)):
         lines.append(
             _line(
                 principal,
