@@ -256,7 +256,6 @@ async def announce(session: AsyncSession, principal: Principal, written: Sequenc
     state = transaction_cache(session, _STATE_KEY).get(principal.organization_id)
     if state is None or not state.pending:
         return
-    await _save_turns(session, principal, state)
     for contact in written:
         if (assigned := state.pending.pop(id(contact), None)) is None:
             continue
@@ -274,6 +273,8 @@ async def announce(session: AsyncSession, principal: Principal, written: Sequenc
         )
         records.emit_event(session, principal, contacts.CONTACTS, contact, "assigned")
         await _follow_up(session, principal, contact, rule)
+    # Last: its statement flushes the audit rows and tasks above together, in one round trip each.
+    await _save_turns(session, principal, state)
 
 
 async def assign_contact(

@@ -151,7 +151,9 @@ async def after_scoring(session: AsyncSession, principal: Principal, scored: Seq
     candidates = [contact for contact in scored if contact.lifecycle_stage in _SCORED]
     if not candidates:
         return
-    rules = await rules_for(session, principal.organization_id)
+    # A read: what is pending (the change's audit row) goes out with the next write, not now.
+    with session.no_autoflush:
+        rules = await rules_for(session, principal.organization_id)
     moves = [Move(contact, target, "score") for contact in candidates if (target := _score_target(contact, rules))]
     await apply(session, moves, events.Actor.of(principal))
 

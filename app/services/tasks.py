@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core import audit, events
 from app.core.enums import AuditAction, TaskKind, TaskStatus
 from app.core.errors import FieldError, NotFound, ValidationFailed
+from app.core.ids import new_id
 from app.core.pagination import Keyset, Page, SortKey, ValueKind
 from app.core.principal import Principal
 from app.core.repository import TenantRepository, check_version
@@ -134,9 +135,18 @@ async def add_follow_up(
 
 
 async def _insert(session: AsyncSession, principal: Principal, values: dict[str, Any]) -> Task:
-    task = Task(organization_id=principal.organization_id, **values)
+    """A new task, complete without a flush (its row goes out with the transaction's next one)."""
+    now = utcnow()
+    task = Task(
+        organization_id=principal.organization_id,
+        id=new_id(),
+        status=TaskStatus.open,
+        created_at=now,
+        updated_at=now,
+        version=1,
+        **values,
+    )
     session.add(task)
-    await session.flush()
     audit.record(
         session,
         principal,
