@@ -111,6 +111,12 @@ class TenantRepository(Generic[M]):
             raise NotFound(f"No {self.label} with id {record_id}")
         return record
 
+    async def locked(self, record_id: uuid.UUID, *, expected_version: int | None) -> M:
+        """`get` for a write: locked for the transaction, and at the version `If-Match` names."""
+        record = await self.get(record_id, for_update=True)
+        check_version(record.version, expected_version)  # type: ignore[attr-defined]
+        return record
+
     async def read(self, record_id: uuid.UUID) -> Mapping[str, Any]:
         """`get` for a reply only: the row as a mapping, read without the ORM (see core/reads)."""
         row = await reads.fetch_one(*self._by_id(record_id, for_update=False))

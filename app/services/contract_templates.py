@@ -31,7 +31,7 @@ from app.core.enums import AuditAction
 from app.core.errors import FieldError, ValidationFailed
 from app.core.pagination import Keyset, Page, SortKey, ValueKind
 from app.core.principal import Principal
-from app.core.repository import TenantRepository, check_version
+from app.core.repository import TenantRepository
 from app.core.settings import get_settings
 from app.models.company import Company
 from app.models.contract import ContractTemplate
@@ -259,8 +259,7 @@ async def update_template(
     data: ContractTemplateUpdate,
     expected_version: int | None,
 ) -> ContractTemplate:
-    template = await _templates(session, principal).get(template_id, for_update=True)
-    check_version(template.version, expected_version)
+    template = await _templates(session, principal).locked(template_id, expected_version=expected_version)
     changes = data.changes()
     if "body" in changes:
         await _check(changes["body"])

@@ -24,14 +24,14 @@ from app.core.enums import AuditAction, ContractStatus
 from app.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from app.core.pagination import Keyset, Page
 from app.core.principal import Principal
-from app.core.repository import TenantRepository, check_version
+from app.core.repository import TenantRepository
 from app.models.base import utcnow
 from app.models.company import Company
 from app.models.contract import Contract, ContractNumberCounter, ContractTemplate
 from app.models.deal import Deal
 from app.models.organization import Organization
 from app.schemas.contract import ContractCreate, ContractRead, ContractUpdate
-from app.services import contract_templates
+from app.services import contract_templates, organizations
 from app.services.contract_templates import TemplateFailed
 
 LABEL: Final = "contract"
@@ -122,9 +122,7 @@ async def _check_related(session: AsyncSession, principal: Principal, values: di
 
 async def create_contract(session: AsyncSession, principal: Principal, *, data: ContractCreate) -> Contract:
     await _check_related(session, principal, data.model_dump(include={"company_id", "deal_id", "template_id"}))
-    currency = data.currency or await session.scalar(
-        select(Organization.currency).where(Organization.id == principal.organization_id)
-    )
+    currency = data.currency or await organizations.default_currency(session, principal.organization_id)
     now = utcnow()
     contract = Contract(
         organization_id=principal.organization_id,
@@ -154,8 +152,7 @@ async def get_contract(session: AsyncSession, principal: Principal, contract_id:
 async def _locked(
     session: AsyncSession, principal: Principal, contract_id: uuid.UUID, expected_version: int | None
 ) -> Contract:
-    contract = await _contracts(session, principal).get(contract_id, for_update=True)
-    check_version(contract.version, expected_version)
+    contract = await _contracts(session, principal).locked(contract_id, expected_version=expected_version)
     return contract
 
 

@@ -19,7 +19,7 @@ from app.core.errors import Conflict, FieldError, ValidationFailed
 from app.core.pagination import Keyset, Page
 from app.core.permissions import Role
 from app.core.principal import Principal
-from app.core.repository import TenantRepository, check_version
+from app.core.repository import TenantRepository
 from app.core.settings import get_settings
 from app.models.base import utcnow
 from app.models.company import Company
@@ -96,8 +96,7 @@ async def update_definition(
     data: CustomFieldUpdate,
     expected_version: int | None,
 ) -> CustomFieldDefinition:
-    definition = await _repository(session, principal).get(definition_id, for_update=True)
-    check_version(definition.version, expected_version)
+    definition = await _repository(session, principal).locked(definition_id, expected_version=expected_version)
     changes = data.changes()
     if "options" in changes:
         if problem := options_problem(definition.type, changes["options"]):
@@ -146,8 +145,7 @@ async def delete_definition(
 ) -> None:
     """Deletes the definition and removes its values from every record of the entity (one audit
     row, for the definition; the records get new versions)."""
-    definition = await _repository(session, principal).get(definition_id, for_update=True)
-    check_version(definition.version, expected_version)
+    definition = await _repository(session, principal).locked(definition_id, expected_version=expected_version)
     table = _RECORD_TABLES[definition.entity]
     await session.execute(
         update(table)

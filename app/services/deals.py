@@ -32,11 +32,10 @@ from app.models.base import utcnow
 from app.models.company import Company
 from app.models.contact import Contact
 from app.models.deal import Deal, DealContact, DealLineItem, DealStageVisit
-from app.models.organization import Organization
 from app.models.pipeline import Pipeline, PipelineStage
 from app.schemas.deal import DealContactLink, DealCreate, DealRead, DealUpdate, LineItemCreate
 from app.schemas.pipeline import StageUpdate
-from app.services import pipelines, products, records
+from app.services import organizations, pipelines, products, records
 from app.services.filters import FieldSpec, FieldType
 from app.services.records import FindQuery, RecordType, builtin
 
@@ -103,11 +102,6 @@ def _snapshot(deal: Deal) -> audit.Snapshot:
 def line_amount(quantity: Decimal, unit_price: Decimal, discount_percent: Decimal) -> Decimal:
     gross = quantity * unit_price * (Decimal(100) - discount_percent) / Decimal(100)
     return gross.quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-async def _organization_currency(session: AsyncSession, principal: Principal) -> str:
-    currency = await session.scalar(select(Organization.currency).where(Organization.id == principal.organization_id))
-    return currency or "CNY"
 
 
 async def _check_company(session: AsyncSession, principal: Principal, company_id: uuid.UUID | None) -> None:
@@ -231,7 +225,7 @@ async def _initial_stage(session: AsyncSession, principal: Principal, data: Deal
 async def create_deal(session: AsyncSession, principal: Principal, *, data: DealCreate) -> Deal:
     stage = await _initial_stage(session, principal, data)
     await _check_company(session, principal, data.company_id)
-    currency = data.currency or await _organization_currency(session, principal)
+    currency = data.currency or await organizations.default_currency(session, principal.organization_id)
     line_items = await _line_items(session, principal, data.line_items, currency=currency)
     deal = Deal(
         organization_id=principal.organization_id,

@@ -39,7 +39,7 @@ from app.models.lifecycle import LifecycleChange
 from app.models.order import Order
 from app.models.organization import DEFAULT_LIFECYCLE_RULES, Organization
 from app.models.scoring import ContactActivity, LeadScore
-from app.services import contacts, records
+from app.services import contacts, organizations, records
 
 ORDER: Final = tuple(LifecycleStage)
 _SCORED: Final = frozenset({LifecycleStage.subscriber, LifecycleStage.lead, LifecycleStage.marketing_qualified})
@@ -194,7 +194,7 @@ async def after_order_paid(session: AsyncSession, principal: Principal, order: O
     if contact is None or contact.archived_at is not None:
         return
     rules = await rules_for(session, order.organization_id)
-    currency = await session.scalar(select(Organization.currency).where(Organization.id == order.organization_id))
+    currency = await organizations.default_currency(session, order.organization_id)
     # Spend adds up only the orders in the organisation's currency: no conversion is guessed.
     in_currency = case((Order.currency == currency, Order.total), else_=0)
     count, spend = (

@@ -20,7 +20,6 @@ from app.core import audit
 from app.core.enums import AuditAction
 from app.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from app.core.principal import Principal
-from app.core.repository import check_version
 from app.models.base import utcnow
 from app.services import records
 from app.services.records import RecordType
@@ -177,8 +176,7 @@ async def merge(
     if survivor_id in unique_ids:
         raise ValidationFailed(FieldError(("body", "merge_ids"), "the survivor cannot be merged into itself"))
     repository = kind.repository(session, principal)
-    survivor = await repository.get(survivor_id, for_update=True)
-    check_version(survivor.version, expected_version)
+    survivor = await repository.locked(survivor_id, expected_version=expected_version)
     found = await session.execute(
         repository.scoped().where(kind.model.id.in_(unique_ids)).order_by(kind.model.id).with_for_update()
     )

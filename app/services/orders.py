@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit, events
@@ -23,15 +22,14 @@ from app.core.enums import AuditAction, OrderStatus, StageKind
 from app.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from app.core.pagination import Keyset, Page
 from app.core.principal import Principal
-from app.core.repository import TenantRepository, check_version
+from app.core.repository import TenantRepository
 from app.models.base import utcnow
 from app.models.company import Company
 from app.models.contact import Contact
 from app.models.deal import Deal
 from app.models.order import Order, OrderLineItem
-from app.models.organization import Organization
 from app.schemas.order import OrderCreate, OrderLineCreate, OrderRead, OrderUpdate
-from app.services import lifecycle, products
+from app.services import lifecycle, organizations, products
 from app.services.deals import line_amount
 
 CENT: Final = Decimal("0.01")
@@ -88,11 +86,6 @@ def _emit(session: AsyncSession, principal: Principal, order: Order, name: str, 
         actor=events.Actor.of(principal),
         changes=changes,
     )
-
-
-async def _organization_currency(session: AsyncSession, principal: Principal) -> str:
-    currency = await session.scalar(select(Organization.currency).where(Organization.id == principal.organization_id))
-    return currency or "CNY"
 
 
 async def _check_related(session: AsyncSession, principal: Principal, values: dict[str, Any]) -> None:
@@ -182,7 +175,7 @@ async def _created(session: AsyncSession, principal: Principal, order: Order) ->
 
 async def create_order(session: AsyncSession, principal: Principal, *, data: OrderCreate) -> Order:
     await _check_related(session, principal, data.model_dump(include={"contact_id", "company_id", "deal_id"}))
-    currency = data.currency or await _organization_currency(session, principal)
+    currency = data.currency or await organizations.default_currency(session, principal.organization_id)
     order = Order(
         organization_id=principal.organization_id,
         contact_id=data.contact_id,
@@ -236,8 +229,7 @@ async def get_order(session: AsyncSession, principal: Principal, order_id: uuid.
 async def _locked(
     session: AsyncSession, principal: Principal, order_id: uuid.UUID, expected_version: int | None
 ) -> Order:
-    order = await _orders(session, principal).get(order_id, for_update=True)
-    check_version(order.version, expected_version)
+    order = await _orders(session, principal).locked(order_id, expected_version=expected_version)
     return order
 
 

@@ -86,6 +86,11 @@ async def signup(session: AsyncSession, *, data: SignupRequest) -> tuple[Founded
     return founded, await issue_tokens(session, founded.owner)
 
 
+async def default_currency(session: AsyncSession, organization_id: uuid.UUID) -> str:
+    """The currency deals, products, orders and contracts take when they name none."""
+    return (await session.execute(select(Organization.currency).where(Organization.id == organization_id))).scalar_one()
+
+
 async def get_organization(session: AsyncSession, principal: Principal) -> Organization:
     organization = await session.get(Organization, principal.organization_id)
     assert organization is not None, "a principal's organisation exists"

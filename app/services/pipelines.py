@@ -21,7 +21,7 @@ from app.core import audit
 from app.core.enums import AuditAction, StageKind
 from app.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from app.core.principal import Principal
-from app.core.repository import TenantRepository, check_version
+from app.core.repository import TenantRepository
 from app.models.base import utcnow
 from app.models.deal import Deal, DealStageVisit
 from app.models.pipeline import Pipeline, PipelineStage
@@ -167,8 +167,7 @@ async def default_pipeline(session: AsyncSession, principal: Principal) -> Pipel
 async def _locked(
     session: AsyncSession, principal: Principal, pipeline_id: uuid.UUID, expected_version: int | None = None
 ) -> Pipeline:
-    pipeline = await _pipelines(session, principal).get(pipeline_id, for_update=True)
-    check_version(pipeline.version, expected_version)
+    pipeline = await _pipelines(session, principal).locked(pipeline_id, expected_version=expected_version)
     return pipeline
 
 

@@ -19,7 +19,6 @@ from app.core import audit
 from app.core.enums import AuditAction
 from app.core.errors import Conflict
 from app.core.principal import Principal
-from app.core.repository import check_version
 from app.models.audit import AuditEntry
 from app.models.base import utcnow
 from app.models.contact import Contact
@@ -142,8 +141,7 @@ async def personal_data(session: AsyncSession, principal: Principal, contact_id:
 async def erase_contact(
     session: AsyncSession, principal: Principal, contact_id: uuid.UUID, *, expected_version: int | None
 ) -> Contact:
-    contact = await CONTACTS.repository(session, principal).get(contact_id, for_update=True)
-    check_version(contact.version, expected_version)
+    contact = await CONTACTS.repository(session, principal).locked(contact_id, expected_version=expected_version)
     if contact.erased_at is not None:
         raise Conflict("The contact's data was already erased")
     before = audit.snapshot(contact)

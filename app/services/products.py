@@ -9,32 +9,27 @@ from decimal import Decimal
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core import audit
+from app.core import audit, text_search
 from app.core.enums import AuditAction
 from app.core.errors import FieldError, ValidationFailed
 from app.core.pagination import Keyset, Page, SortKey, ValueKind
 from app.core.principal import Principal
-from app.core.repository import TenantRepository, check_version
-from app.models.organization import Organization
+from app.core.repository import TenantRepository
 from app.models.product import Product
 from app.schemas.deal import LineItemCreate
 from app.schemas.product import ProductCreate, ProductUpdate
+from app.services import organizations
 
 
 def _products(session: AsyncSession, principal: Principal) -> TenantRepository[Product]:
     return TenantRepository(Product, session, principal, label="product")
 
 
-def _like(term: str) -> str:
-    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 async def create_product(session: AsyncSession, principal: Principal, *, data: ProductCreate) -> Product:
-    currency = data.currency or await session.scalar(
-        select(Organization.currency).where(Organization.id == principal.organization_id)
+    currency = data.currency or await organizations.default_currency(session, principal.organization_id)
+    product = Product(
+        organization_id=principal.organization_id, **data.model_dump(exclude={"currency"}), currency=currency
     )
-    product = Product(organization_id=principal.organization_id, **data.model_dump(exclude={"currency"}))
-    product.currency = currency or "CNY"
     session.add(product)
     await session.flush()
     audit.record(
@@ -60,8 +55,7 @@ async def update_product(
     data: ProductUpdate,
     expected_version: int | None,
 ) -> Product:
-    product = await _products(session, principal).get(product_id, for_update=True)
-    check_version(product.version, expected_version)
+    product = await _products(session, principal).locked(product_id, expected_version=expected_version)
     before = audit.snapshot(product)
     for name, value in data.changes().items():
         if getattr(product, name) != value:
@@ -89,7 +83,7 @@ async def find_products(
     if active is not None:
         statement = statement.where(Product.active.is_(active))
     if q:
-        pattern = _like(q)
+        pattern = text_search.like_pattern(q)
         statement = statement.where(
             or_(Product.sku.ilike(pattern, escape="\\"), Product.name.ilike(pattern, escape="\\"))
         )

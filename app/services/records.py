@@ -17,7 +17,7 @@ from app.core.enums import AuditAction, CustomFieldEntity
 from app.core.errors import Conflict, DomainError, FieldError, PreconditionFailed, ValidationFailed
 from app.core.pagination import MAX_LIMIT, Keyset, Page
 from app.core.principal import Principal
-from app.core.repository import TenantRepository, check_version
+from app.core.repository import TenantRepository
 from app.models.audit import AuditEntry
 from app.models.base import Base, utcnow
 from app.services import filters, users
@@ -233,8 +233,7 @@ async def editable(
     expected_version: int | None,
 ) -> M:
     """The record, locked for an update that `If-Match` allows and its archive state permits."""
-    record: Any = await kind.repository(session, principal).get(record_id, for_update=True)
-    check_version(record.version, expected_version)
+    record: Any = await kind.repository(session, principal).locked(record_id, expected_version=expected_version)
     if getattr(record, "erased_at", None) is not None:
         raise Conflict(f"The {kind.label}'s data was erased; it cannot change")
     if record.archived_at is not None:
@@ -375,8 +374,7 @@ async def archive(
     *,
     expected_version: int | None,
 ) -> M:
-    record: Any = await kind.repository(session, principal).get(record_id, for_update=True)
-    check_version(record.version, expected_version)
+    record: Any = await kind.repository(session, principal).locked(record_id, expected_version=expected_version)
     if record.archived_at is not None:
         raise Conflict(f"The {kind.label} is already archived")
     record.archived_at = utcnow()
@@ -394,8 +392,7 @@ async def restore(
     *,
     expected_version: int | None,
 ) -> M:
-    record: Any = await kind.repository(session, principal).get(record_id, for_update=True)
-    check_version(record.version, expected_version)
+    record: Any = await kind.repository(session, principal).locked(record_id, expected_version=expected_version)
     if record.archived_at is None:
         raise Conflict(f"The {kind.label} is not archived")
     if getattr(record, "erased_at", None) is not None:

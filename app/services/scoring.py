@@ -30,7 +30,7 @@ from app.core.enums import AuditAction, LifecycleStage, ScoringRuleKind
 from app.core.errors import FieldError, ValidationFailed
 from app.core.pagination import Keyset, Page, SortKey, ValueKind
 from app.core.principal import Principal
-from app.core.repository import TenantRepository, check_version
+from app.core.repository import TenantRepository
 from app.core.settings import get_settings
 from app.models.base import utcnow
 from app.models.contact import Contact
@@ -358,8 +358,7 @@ async def update_rule(
     data: ScoringRuleUpdate,
     expected_version: int | None,
 ) -> ScoringRule:
-    rule = await _rules(session, principal).get(rule_id, for_update=True)
-    check_version(rule.version, expected_version)
+    rule = await _rules(session, principal).locked(rule_id, expected_version=expected_version)
     before = audit.snapshot(rule)
     changes = data.changes()
     await _validated(session, principal, rule.kind, {name: getattr(rule, name) for name in before} | changes)
@@ -375,8 +374,7 @@ async def update_rule(
 async def delete_rule(
     session: AsyncSession, principal: Principal, rule_id: uuid.UUID, *, expected_version: int | None
 ) -> None:
-    rule = await _rules(session, principal).get(rule_id, for_update=True)
-    check_version(rule.version, expected_version)
+    rule = await _rules(session, principal).locked(rule_id, expected_version=expected_version)
     _audit(session, principal, rule, AuditAction.delete, {"name": {"before": rule.name, "after": None}})
     await session.delete(rule)
     await session.flush()

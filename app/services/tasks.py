@@ -28,7 +28,7 @@ from app.core.errors import FieldError, NotFound, ValidationFailed
 from app.core.ids import new_id
 from app.core.pagination import Keyset, Page, SortKey, ValueKind
 from app.core.principal import Principal
-from app.core.repository import TenantRepository, check_version
+from app.core.repository import TenantRepository
 from app.models.base import Base, utcnow
 from app.models.company import Company
 from app.models.contact import Contact
@@ -190,8 +190,7 @@ async def find_tasks(
 async def _editable(
     session: AsyncSession, principal: Principal, task_id: uuid.UUID, *, expected_version: int | None
 ) -> Task:
-    task = await _tasks(session, principal).get(task_id, for_update=True)
-    check_version(task.version, expected_version)
+    task = await _tasks(session, principal).locked(task_id, expected_version=expected_version)
     return task
 
 

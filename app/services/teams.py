@@ -14,7 +14,7 @@ from app.core.enums import AuditAction
 from app.core.errors import FieldError, ValidationFailed
 from app.core.pagination import Keyset, Page
 from app.core.principal import Principal
-from app.core.repository import TenantRepository, check_version
+from app.core.repository import TenantRepository
 from app.models.base import utcnow
 from app.models.organization import Team, TeamMember, User
 from app.schemas.team import TeamCreate, TeamUpdate
@@ -126,8 +126,7 @@ async def update_team(
     data: TeamUpdate,
     expected_version: int | None,
 ) -> TeamWithMembers:
-    team = await _repository(session, principal).get(team_id, for_update=True)
-    check_version(team.version, expected_version)
+    team = await _repository(session, principal).locked(team_id, expected_version=expected_version)
     current = (await _members(session, principal.organization_id, [team.id]))[team.id]
     before = {**audit.snapshot(team), "member_ids": [str(m) for m in current]}
     changes = data.changes()
@@ -159,8 +158,7 @@ async def delete_team(
     *,
     expected_version: int | None,
 ) -> None:
-    team = await _repository(session, principal).get(team_id, for_update=True)
-    check_version(team.version, expected_version)
+    team = await _repository(session, principal).locked(team_id, expected_version=expected_version)
     members = (await _members(session, principal.organization_id, [team.id]))[team.id]
     before = {**audit.snapshot(team), "member_ids": [str(m) for m in members]}
     await session.delete(team)

@@ -20,7 +20,7 @@ from app.core.errors import (
 from app.core.pagination import Keyset, Page
 from app.core.permissions import ASSIGNABLE_ROLES, Role
 from app.core.principal import Principal
-from app.core.repository import TenantRepository, check_version
+from app.core.repository import TenantRepository
 from app.core.security import passwords
 from app.models.base import utcnow
 from app.models.organization import User
@@ -112,8 +112,7 @@ async def update_user(
 ) -> User:
     if "role" in data.model_fields_set:
         await _serialise_role_changes(session, principal)
-    user = await _repository(session, principal).get(user_id, for_update=True)
-    check_version(user.version, expected_version)
+    user = await _repository(session, principal).locked(user_id, expected_version=expected_version)
     _check_can_manage(principal, user)
     changes = data.changes()
     if "role" in changes and changes["role"] != user.role:
@@ -146,8 +145,7 @@ async def set_user_active(
     expected_version: int | None,
 ) -> User:
     await _serialise_role_changes(session, principal)
-    user = await _repository(session, principal).get(user_id, for_update=True)
-    check_version(user.version, expected_version)
+    user = await _repository(session, principal).locked(user_id, expected_version=expected_version)
     _check_can_manage(principal, user)
     if user.is_active == active:
         return user

@@ -20,7 +20,7 @@ from app.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from app.core.ids import new_id
 from app.core.pagination import Keyset, Page, SortKey, ValueKind
 from app.core.principal import Principal
-from app.core.repository import TenantRepository, check_version
+from app.core.repository import TenantRepository
 from app.core.settings import Settings, get_settings
 from app.models.base import utcnow
 from app.models.webhook import Webhook, WebhookDelivery
@@ -145,8 +145,7 @@ async def get_webhook(session: AsyncSession, principal: Principal, webhook_id: u
 async def _editable(
     session: AsyncSession, principal: Principal, webhook_id: uuid.UUID, expected_version: int | None
 ) -> Webhook:
-    webhook = await _repository(session, principal).get(webhook_id, for_update=True)
-    check_version(webhook.version, expected_version)
+    webhook = await _repository(session, principal).locked(webhook_id, expected_version=expected_version)
     return webhook
 
 
