@@ -58,7 +58,7 @@ class Move:
 
 
 async def rules_for(session: AsyncSession, organization_id: uuid.UUID) -> dict[str, Any]:
-    stored = await session.scalar(select(Organization.lifecycle_rules).where(Organization.id == organization_id))
+    stored = (await organizations.sales_settings(session, organization_id)).lifecycle_rules
     return DEFAULT_LIFECYCLE_RULES | (stored or {})
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit
+from app.core.db import transaction_cache
 from app.core.enums import AuditAction
 from app.core.errors import Conflict, NotFound, PermissionDenied
 from app.core.permissions import ROLE_SCOPES, Role
@@ -86,9 +88,36 @@ async def signup(session: AsyncSession, *, data: SignupRequest) -> tuple[Founded
     return founded, await issue_tokens(session, founded.owner)
 
 
+@dataclass(frozen=True, slots=True)
+class SalesSettings:
+    currency: str
+    lead_grade_thresholds: dict[str, int]
+    lifecycle_rules: dict[str, Any]
+
+
+_SALES_SETTINGS = "organization_sales_settings"
+
+
+async def sales_settings(session: AsyncSession, organization_id: uuid.UUID) -> SalesSettings:
+    """The organisation's settings that writes of deals, orders and contacts read (currency,
+    grade thresholds, lifecycle rules): one query a transaction, however many records it writes."""
+    cache = transaction_cache(session, _SALES_SETTINGS)
+    if organization_id not in cache:
+        row = (
+            await session.execute(
+                select(Organization.currency, Organization.lead_grade_thresholds, Organization.lifecycle_rules).where(
+                    Organization.id == organization_id
+                )
+            )
+        ).one()
+        cache[organization_id] = SalesSettings(*row)
+    settings: SalesSettings = cache[organization_id]
+    return settings
+
+
 async def default_currency(session: AsyncSession, organization_id: uuid.UUID) -> str:
     """The currency deals, products, orders and contracts take when they name none."""
-    return (await session.execute(select(Organization.currency).where(Organization.id == organization_id))).scalar_one()
+    return (await sales_settings(session, organization_id)).currency
 
 
 async def get_organization(session: AsyncSession, principal: Principal) -> Organization:
@@ -116,6 +145,7 @@ async def update_organization(
         setattr(organization, name, value)
     await session.flush()
     principals.forget_on_commit(session, organization.id)
+    transaction_cache(session, _SALES_SETTINGS).pop(organization.id, None)
     if delta := audit.diff(before, audit.snapshot(organization, exclude={"rescore_requested_at"})):
         if "lead_grade_thresholds" in delta:
             await scoring.mark_stale(session, principal)

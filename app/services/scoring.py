@@ -37,7 +37,7 @@ from app.models.contact import Contact
 from app.models.organization import Organization
 from app.models.scoring import ContactActivity, LeadScore, ScoringRule
 from app.schemas.scoring import ActivityCreate, ScoringRuleCreate, ScoringRuleUpdate, check_shape
-from app.services import contacts, filters, records
+from app.services import contacts, filters, organizations, records
 
 RESCORE_JOB: Final = "rescore_organization"
 # A rescore of a million contacts takes seconds; the job's own timeout is longer still.
@@ -64,7 +64,7 @@ async def _active_rules(session: AsyncSession, organization_id: uuid.UUID) -> li
 
 
 async def thresholds(session: AsyncSession, organization_id: uuid.UUID) -> dict[str, int]:
-    stored = await session.scalar(select(Organization.lead_grade_thresholds).where(Organization.id == organization_id))
+    stored = (await organizations.sales_settings(session, organization_id)).lead_grade_thresholds
     return dict(stored or DEFAULT_THRESHOLDS)
 
 
