@@ -177,6 +177,26 @@ async def test_territories_route_by_a_field(client: httpx.AsyncClient, tenant: T
     assert (await _contact(client, tenant.headers, region="广东"))["owner_id"] == tenant.user_id, "no rule: creator"
 
 
+async def test_rules_sharing_a_team_skip_deactivated_members(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    team_id, reps = await _team(client, tenant, 3)
+    gone, *staying = sorted(reps, key=lambda rep: rep.user_id)
+    response = await client.post(f"/api/v1/users/{gone.user_id}/deactivate", headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    await _rule(
+        client,
+        tenant,
+        priority=10,
+        strategy="territory",
+        territory_field="region",
+        territory_map={"上海": {"team_id": team_id}},
+        follow_up_hours=None,
+    )
+    await _rule(client, tenant, priority=20, strategy="round_robin", team_id=team_id, follow_up_hours=None)
+    owners = [(await _contact(client, tenant.headers, region=region))["owner_id"] for region in ("上海", "北京") * 2]
+    # Each rule keeps its own turn over the team's members still active, in the team's order.
+    assert owners == [staying[0].user_id, staying[0].user_id, staying[1].user_id, staying[1].user_id]
+
+
 async def test_assign_on_demand(client: httpx.AsyncClient, tenant: Tenant) -> None:
     rep = await add_user(client, tenant, "sales")
     contact = await _contact(client, tenant.headers, city="深圳")

@@ -17,7 +17,21 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Final
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    ScalarSelect,
+    Uuid,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -62,83 +76,96 @@ class _State:
     pending: dict[int, tuple[Contact, AssignmentRule]] = field(default_factory=dict)
 
 
-def _targets(rule: AssignmentRule) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
-    """The users and teams a rule may hand contacts to."""
-    users = {rule.user_id} if rule.user_id else set()
-    teams = {rule.team_id} if rule.team_id else set()
-    for target in rule.territory_map.values():
-        if target.get("user_id"):
-            users.add(uuid.UUID(str(target["user_id"])))
-        if target.get("team_id"):
-            teams.add(uuid.UUID(str(target["team_id"])))
-    return users, teams
+def _rule_targets() -> tuple[ScalarSelect[Any], ScalarSelect[Any]]:
+    """Per rule, read with it (one statement for a create under rules): its teams' members as JSON
+    `[team_id, user_id]` ordered by team and user, and the users it may hand contacts to (its
+    user, its territory's users, those members) as JSON `[user_id, is_active, away_from,
+    away_until]`. Both are index lookups by the rule's few target ids (`= ANY`), so many rules in a
+    large organisation cost their targets, not the organisation's users."""
+    territory = func.jsonb_each(AssignmentRule.territory_map).table_valued("value")
+
+    def targets(own: Any, key: str) -> Any:
+        in_territory = select(func.array_agg(cast(territory.c.value.op("->>")(key), Uuid))).scalar_subquery()
+        return func.array_append(func.coalesce(in_territory, cast(literal("{}"), ARRAY(Uuid))), own)
+
+    in_teams = and_(
+        TeamMember.organization_id == AssignmentRule.organization_id,
+        TeamMember.team_id == any_(targets(AssignmentRule.team_id, "team_id")),
+    )
+    membership = aggregate_order_by(
+        func.json_build_array(TeamMember.team_id, TeamMember.user_id), TeamMember.team_id, TeamMember.user_id
+    )
+    members = select(func.json_agg(membership, type_=JSON)).where(in_teams).correlate(AssignmentRule)
+    member_ids = select(func.array_agg(TeamMember.user_id)).where(in_teams).correlate(AssignmentRule)
+    user_ids = func.array_cat(targets(AssignmentRule.user_id, "user_id"), member_ids.scalar_subquery())
+    person = func.json_build_array(User.id, User.is_active, User.out_of_office_from, User.out_of_office_until)
+    people = (
+        select(func.json_agg(person, type_=JSON))
+        .where(User.organization_id == AssignmentRule.organization_id, User.id == any_(user_ids))
+        .correlate(AssignmentRule)
+    )
+    return members.scalar_subquery(), people.scalar_subquery()
+
+
+# Every active rule, locked in one order: turns and loads are taken one transaction at a time,
+# each reading what the previous one committed. Built once: a create pays for no statement
+# building. The people come from the statement's snapshot (a user going out of office while a
+# create waits for the lock is seen by the next create).
+_MEMBERS, _PEOPLE = _rule_targets()
+_RULES_AND_PEOPLE: Final = (
+    select(AssignmentRule, _MEMBERS.label("members"), _PEOPLE.label("people"))
+    .where(AssignmentRule.organization_id == bindparam("organization_id"), AssignmentRule.active)
+    .order_by(AssignmentRule.priority, AssignmentRule.id)
+    .with_for_update(of=AssignmentRule)
+    .execution_options(populate_existing=True)
+)
+
+
+def _optional_day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value is not None else None
 
 
 async def _state(session: AsyncSession, principal: Principal) -> _State:
     cache = transaction_cache(session, _STATE_KEY)
     if (state := cache.get(principal.organization_id)) is not None:
         return state  # type: ignore[no-any-return]
-    # Every active rule, locked in one order: turns and loads are taken one transaction at a
-    # time, each reading what the previous one committed (one query: a create pays for no more).
-    statement = (
-        select(AssignmentRule)
-        .where(AssignmentRule.organization_id == principal.organization_id, AssignmentRule.active)
-        .order_by(AssignmentRule.priority, AssignmentRule.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+    rows = (await session.execute(_RULES_AND_PEOPLE, {"organization_id": principal.organization_id})).all()
+    state = cache[principal.organization_id] = _State(
+        rules=[], conditions={}, territory_specs={}, members={}, available=set()
     )
-    rules = list((await session.scalars(statement)).all())
+    if not rows:
+        return state
     registry = await records.organization_registry(session, principal.organization_id, contacts.CONTACTS)
-    conditions: dict[uuid.UUID, filters.Node | None] = {}
-    territory_specs: dict[uuid.UUID, filters.FieldSpec] = {}
-    usable: list[AssignmentRule] = []
-    for rule in rules:
+    today = utcnow().date()
+    for rule, members, people in rows:
         try:
-            conditions[rule.id] = filters.parse(rule.condition, registry) if rule.condition is not None else None
+            state.conditions[rule.id] = filters.parse(rule.condition, registry) if rule.condition is not None else None
             if rule.strategy is AssignmentStrategy.territory:
-                territory_specs[rule.id] = registry.get(rule.territory_field or "", ("rule", "territory_field"))
+                state.territory_specs[rule.id] = registry.get(rule.territory_field or "", ("rule", "territory_field"))
         except ValidationFailed:
             # The condition names a custom field deleted since: the rule cannot match anyone.
             continue
-        usable.append(rule)
-    users: set[uuid.UUID] = set()
-    teams: set[uuid.UUID] = set()
-    for rule in usable:
-        rule_users, rule_teams = _targets(rule)
-        users |= rule_users
-        teams |= rule_teams
-    members: dict[uuid.UUID, list[uuid.UUID]] = {}
-    available: set[uuid.UUID] = set()
-    if users or teams:
-        # The rules' users and their teams' members, with what decides whether they can take one.
-        membership = and_(
-            TeamMember.organization_id == User.organization_id,
-            TeamMember.user_id == User.id,
-            TeamMember.team_id.in_(teams),
-        )
-        rows = await session.execute(
-            select(User.id, User.is_active, User.out_of_office_from, User.out_of_office_until, TeamMember.team_id)
-            .outerjoin(TeamMember, membership)
-            .where(User.organization_id == principal.organization_id)
-            .where(or_(User.id.in_(users), TeamMember.team_id.is_not(None)))
-            .order_by(TeamMember.team_id, User.id)
-        )
-        today = utcnow().date()
-        for user_id, is_active, away_from, away_until, team_id in rows:
-            if team_id is not None:
-                members.setdefault(team_id, []).append(user_id)
-            if is_active and not away(away_from, away_until, today):
-                available.add(user_id)
-    state = _State(
-        rules=usable,
-        conditions=conditions,
-        territory_specs=territory_specs,
-        members=members,
-        available=available,
-        turns={rule.id: rule.turn for rule in usable},
-    )
-    cache[principal.organization_id] = state
+        state.rules.append(rule)
+        state.turns[rule.id] = rule.turn
+        teams: dict[uuid.UUID, list[uuid.UUID]] = {}
+        for team_id, user_id in members or ():
+            teams.setdefault(uuid.UUID(team_id), []).append(uuid.UUID(user_id))
+        # Each rule reads its teams' whole membership: a team two rules share is the same list.
+        for team_id, team in teams.items():
+            state.members.setdefault(team_id, team)
+        for user_id, is_active, away_from, away_until in people or ():
+            if is_active and not away(_optional_day(away_from), _optional_day(away_until), today):
+                state.available.add(uuid.UUID(user_id))
     return state
+
+
+_LOADS: Final = {
+    measure: select(OwnerLoad.user_id, counter).where(
+        OwnerLoad.organization_id == bindparam("organization_id"),
+        OwnerLoad.user_id.in_(bindparam("candidates", expanding=True)),
+    )
+    for measure, counter in (("leads", OwnerLoad.open_leads), ("deals", OwnerLoad.open_deals))
+}
 
 
 async def _loads(
@@ -148,11 +175,8 @@ async def _loads(
     database keeps (`owner_loads`, exact as of this transaction's last statement)."""
     if rule.id in state.loads:
         return state.loads[rule.id]
-    counter = OwnerLoad.open_deals if rule.load_measure == "deals" else OwnerLoad.open_leads
-    statement = select(OwnerLoad.user_id, counter).where(
-        OwnerLoad.organization_id == principal.organization_id, OwnerLoad.user_id.in_(candidates)
-    )
-    counted: dict[uuid.UUID, int] = dict((await session.execute(statement)).all())
+    parameters = {"organization_id": principal.organization_id, "candidates": candidates}
+    counted: dict[uuid.UUID, int] = dict((await session.execute(_LOADS[rule.load_measure], parameters)).all())
     state.loads[rule.id] = {user: counted.get(user, 0) for user in candidates}
     return state.loads[rule.id]
 
@@ -220,16 +244,20 @@ async def assign_new(session: AsyncSession, principal: Principal, contact: Conta
         state.pending[id(contact)] = (contact, rule)
 
 
+_ADVANCE_TURN: Final = (
+    update(AssignmentRule)
+    .where(AssignmentRule.organization_id == bindparam("tenant"), AssignmentRule.id == bindparam("rule_id"))
+    # Not an edit of the rule: its updated_at stays as its version does.
+    .values(turn=bindparam("next_turn"), updated_at=AssignmentRule.updated_at)
+    .execution_options(synchronize_session=False)
+)
+
+
 async def _save_turns(session: AsyncSession, principal: Principal, state: _State) -> None:
     for rule in state.rules:
         if state.turns[rule.id] != rule.turn:
-            await session.execute(
-                update(AssignmentRule)
-                .where(AssignmentRule.organization_id == principal.organization_id, AssignmentRule.id == rule.id)
-                # Not an edit of the rule: its updated_at stays as its version does.
-                .values(turn=state.turns[rule.id], updated_at=AssignmentRule.updated_at)
-                .execution_options(synchronize_session=False)
-            )
+            parameters = {"tenant": principal.organization_id, "rule_id": rule.id}
+            await session.execute(_ADVANCE_TURN, parameters | {"next_turn": state.turns[rule.id]})
             set_committed_value(rule, "turn", state.turns[rule.id])
 
 
