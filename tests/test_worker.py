@@ -80,7 +80,12 @@ async def test_a_real_worker_runs_enqueued_jobs(db: AsyncSession, settings: Sett
             poll_delay=0.05,
             handle_signals=False,
         )
-        await worker.main()
+        try:
+            await worker.main()
+        finally:
+            # `main` returns without the shutdown hook (arq's `run` calls it in `close`): without
+            # it the worker's relay waker would stay subscribed to this process's commits.
+            await shutdown(worker.ctx)
         assert worker.jobs_complete == 1 and worker.jobs_failed == 0
         assert await job.result(timeout=5) >= 1
     finally:
