@@ -8,9 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import events
 from app.models.event import Event
 from tests.helpers import PROBLEM, Tenant, add_api_key, add_user
 
@@ -108,6 +109,62 @@ async def test_a_change_that_does_not_commit_leaves_no_event(
         select(func.count()).select_from(Event).where(Event.organization_id == uuid.UUID(tenant.organization_id))
     )
     assert count == 1
+
+
+def _emit_note(session: AsyncSession, organization_id: uuid.UUID, note: str) -> None:
+    events.emit(
+        session,
+        organization_id=organization_id,
+        type="contact.updated",
+        entity_type="contact",
+        entity_id=uuid.uuid4(),
+        data={"note": note},
+        actor=events.SYSTEM,
+    )
+
+
+async def test_savepoints_keep_their_events_until_the_outermost_commit(
+    app: Any, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """A batch writes each record in a savepoint: a record rolled back loses its events, the others
+    keep theirs, and the organisation's stream row is not locked before the batch commits (other
+    writers of the organisation would wait for the whole batch)."""
+    organization_id = uuid.UUID(tenant.organization_id)
+    await _contact(client, tenant)  # the organisation's stream row exists from its first event
+    woken: list[bool] = []
+
+    def wake() -> None:
+        woken.append(True)
+
+    events.add_commit_listener(wake)
+    try:
+        async with app.state.session_factory() as batch, batch.begin():
+            _emit_note(batch, organization_id, "before")
+            async with batch.begin_nested():
+                _emit_note(batch, organization_id, "kept")
+            failed_record = await batch.begin_nested()
+            _emit_note(batch, organization_id, "rolled back")
+            await failed_record.rollback()
+            async with batch.begin_nested():
+                _emit_note(batch, organization_id, "after")
+            # Another writer of the organisation is not kept waiting by the open batch.
+            async with app.state.session_factory() as other, other.begin():
+                locked = await other.execute(
+                    text("SELECT 1 FROM event_streams WHERE organization_id = :id FOR UPDATE NOWAIT"),
+                    {"id": organization_id},
+                )
+                assert locked.scalar_one() == 1
+            assert not woken, "nothing is announced before the outermost commit"
+    finally:
+        events.remove_commit_listener(wake)
+    assert woken == [True]
+    async with app.state.session_factory() as session:
+        notes = await session.scalars(
+            select(Event.data["note"].astext)
+            .where(Event.organization_id == organization_id, Event.data["note"].is_not(None))
+            .order_by(Event.position)
+        )
+        assert list(notes) == ["before", "kept", "after"]
 
 
 async def test_a_poller_sees_every_event_once_in_commit_order_while_writers_race(

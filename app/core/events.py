@@ -20,7 +20,7 @@ from typing import Any, Final
 import structlog
 from sqlalchemy import event, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from app.core.context import request_id_var
 from app.core.ids import new_id
@@ -84,6 +84,7 @@ EVENT_TYPES: Final = frozenset(
 
 _PENDING_KEY = "rapport.pending_events"
 _WRITTEN_KEY = "rapport.events_written"
+_SAVEPOINTS_KEY = "rapport.event_savepoints"
 
 _ADVANCE_STREAM = text(
     "INSERT INTO event_streams (organization_id, position) VALUES (:organization_id, :count) "
@@ -149,8 +150,21 @@ def emit(
     )
 
 
+@event.listens_for(Session, "after_transaction_create")
+def _mark_savepoint(session: Session, transaction: SessionTransaction) -> None:
+    """Remembers where a savepoint's events start, so that rolling it back drops only those."""
+    if transaction.nested:
+        session.info.setdefault(_SAVEPOINTS_KEY, {})[transaction] = len(session.info.get(_PENDING_KEY, ()))
+
+
 @event.listens_for(Session, "before_commit")
 def _write_pending_events(session: Session) -> None:
+    # SQLAlchemy calls this when a savepoint is released too. Events wait for the outermost commit:
+    # writing them takes the organisation's stream row lock, which would otherwise be held from a
+    # batch's first record (or an import chunk's first row) until its commit, and every other
+    # write of the organisation would wait for it.
+    if session.in_nested_transaction():
+        return
     pending: list[dict[str, Any]] | None = session.info.pop(_PENDING_KEY, None)
     if not pending:
         return
@@ -174,14 +188,34 @@ def wake_relay_after_commit(session: AsyncSession) -> None:
     session.info[_WRITTEN_KEY] = True
 
 
-@event.listens_for(Session, "after_rollback")
-def _forget_pending_events(session: Session) -> None:
-    session.info.pop(_PENDING_KEY, None)
-    session.info.pop(_WRITTEN_KEY, None)
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_pending_events(session: Session, previous_transaction: SessionTransaction) -> None:
+    """A savepoint rolled back drops the events emitted since it began; the outermost transaction
+    rolled back drops them all."""
+    if previous_transaction.nested:
+        start = session.info.get(_SAVEPOINTS_KEY, {}).pop(previous_transaction, None)
+        if start is not None and (pending := session.info.get(_PENDING_KEY)):
+            del pending[start:]
+    elif previous_transaction.parent is None:
+        for key in (_PENDING_KEY, _WRITTEN_KEY, _SAVEPOINTS_KEY):
+            session.info.pop(key, None)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_savepoints(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_SAVEPOINTS_KEY, None)
 
 
 @event.listens_for(Session, "after_commit")
 def _announce_written_events(session: Session) -> None:
+    if (savepoint := session.get_nested_transaction()) is not None:
+        # A savepoint released: its events now belong to the transaction around it.
+        session.info.get(_SAVEPOINTS_KEY, {}).pop(savepoint, None)
+        return
+    if session.info.get(_PENDING_KEY):
+        # Only a commit of the outermost transaction while a savepoint is still open gets here.
+        log.error("events_lost", count=len(session.info.pop(_PENDING_KEY)))
     if session.info.pop(_WRITTEN_KEY, False):
         for listener in tuple(_commit_listeners):
             listener()
