@@ -12,6 +12,7 @@ import httpx
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.settings import Settings
 from app.jobs.tasks import announce_due_tasks
 from app.models.task import Task
 from app.services import tasks as task_service
@@ -323,7 +324,7 @@ async def _due_events(client: httpx.AsyncClient, tenant: Tenant) -> list[str]:
 
 
 async def test_due_tasks_are_announced_exactly_once_by_concurrent_sweeps(
-    client: httpx.AsyncClient, tenant: Tenant, app: Any, db: AsyncSession
+    client: httpx.AsyncClient, tenant: Tenant, app: Any, db: AsyncSession, settings: Settings
 ) -> None:
     due = [await _task(client, tenant, title=f"到期 {n}", due_at=_at(-1 - n)) for n in range(5)]
     future = await _task(client, tenant, due_at=_at(2))
@@ -334,14 +335,14 @@ async def test_due_tasks_are_announced_exactly_once_by_concurrent_sweeps(
     sessions = app.state.session_factory
     # Four sweeps at once, as several workers would run the cron job (arq #196), each in small
     # batches so they interleave.
-    counts = await asyncio.gather(*(task_service.announce_due(sessions, batch_size=2) for _ in range(4)))
+    counts = await asyncio.gather(*(task_service.announce_due(sessions, settings, batch_size=2) for _ in range(4)))
     assert sum(counts) >= len(due)
     announced = await _due_events(client, tenant)
     assert sorted(announced) == sorted(t["id"] for t in due)
     assert {future["id"], undated["id"], finished["id"]}.isdisjoint(announced)
 
     # Run again, through the worker's job function: nothing is announced twice.
-    await announce_due_tasks({"sessions": sessions})
+    await announce_due_tasks({"sessions": sessions, "settings": settings})
     assert len(await _due_events(client, tenant)) == len(due)
     # The reminder is not an edit: the task's version (its ETag) stays.
     fetched = (await client.get(f"{TASKS}/{due[0]['id']}", headers=tenant.headers)).json()
@@ -352,12 +353,12 @@ async def test_due_tasks_are_announced_exactly_once_by_concurrent_sweeps(
 
 
 async def test_moving_the_due_time_into_the_future_rearms_the_reminder(
-    client: httpx.AsyncClient, tenant: Tenant, app: Any, db: AsyncSession
+    client: httpx.AsyncClient, tenant: Tenant, app: Any, db: AsyncSession, settings: Settings
 ) -> None:
     task = await _task(client, tenant, due_at=_at(-1))
     url = f"{TASKS}/{task['id']}"
     task_id = uuid.UUID(task["id"])
-    await announce_due_tasks({"sessions": app.state.session_factory})
+    await announce_due_tasks({"sessions": app.state.session_factory, "settings": settings})
     assert (await _due_events(client, tenant)) == [task["id"]]
 
     async def notified_at() -> datetime | None:
@@ -370,11 +371,11 @@ async def test_moving_the_due_time_into_the_future_rearms_the_reminder(
     assert await notified_at() is not None
     await client.patch(url, headers=tenant.headers, json={"due_at": _at(3)})
     assert await notified_at() is None
-    await announce_due_tasks({"sessions": app.state.session_factory})
+    await announce_due_tasks({"sessions": app.state.session_factory, "settings": settings})
     assert len(await _due_events(client, tenant)) == 1
 
     # Time passes (the due time is moved back behind the API's back): the reminder comes again.
     await db.execute(update(Task).where(Task.id == task_id).values(due_at=text("now() - interval '1 minute'")))
     await db.commit()
-    await announce_due_tasks({"sessions": app.state.session_factory})
+    await announce_due_tasks({"sessions": app.state.session_factory, "settings": settings})
     assert await _due_events(client, tenant) == [task["id"], task["id"]]

@@ -81,6 +81,16 @@ class DeliveryStatus(StrEnum):
     failed = "failed"
 
 
+class MailStatus(StrEnum):
+    """An outgoing e-mail: waiting (first try or a retry), leased to a sender, accepted by the SMTP
+    server, or given up after the last attempt."""
+
+    pending = "pending"
+    sending = "sending"
+    sent = "sent"
+    failed = "failed"
+
+
 class StageKind(StrEnum):
     """What reaching a pipeline stage means for a deal: still open, won or lost (also the deal's status)."""
 

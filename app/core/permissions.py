@@ -44,6 +44,8 @@ class Scope(StrEnum):
     assignment_read = "assignment:read"
     assignment_write = "assignment:write"
     reports_read = "reports:read"
+    # The organisation's outgoing e-mails (reminders) and why one failed: owners and admins.
+    mail_read = "mail:read"
 
 
 class Role(StrEnum):
@@ -142,6 +144,7 @@ API_KEY_SCOPES = frozenset(
         Scope.assignment_read,
         Scope.assignment_write,
         Scope.reports_read,
+        Scope.mail_read,
     }
 )
 

@@ -7,10 +7,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
+# How the SMTP connection is secured: not at all, upgraded with STARTTLS, or TLS from the first byte.
+SmtpSecurity = Literal["none", "starttls", "tls"]
+_SMTP_DEFAULT_PORTS: dict[SmtpSecurity, int] = {"none": 25, "starttls": 587, "tls": 465}
 
 
 class Settings(BaseSettings):
@@ -115,6 +119,26 @@ class Settings(BaseSettings):
     webhooks_per_organization: int = Field(default=50, ge=1)
     events_retention_days: int = Field(default=30, ge=1, description="Events (and their delivery logs) kept this long")
 
+    smtp_host: str | None = Field(
+        default=None, description="The SMTP server reminder e-mails go through; unset means no e-mail is sent or queued"
+    )
+    smtp_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Unset means 25, 587 or 465 as `smtp_security` suits"
+    )
+    smtp_security: SmtpSecurity = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from_address: str | None = Field(
+        default=None, description="The envelope sender and From address; required with `smtp_host`"
+    )
+    smtp_from_name: str = Field(default="Rapport", max_length=100)
+    smtp_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=300, description="Connecting, and sending one message, each take at most this long"
+    )
+    smtp_max_attempts: int = Field(
+        default=8, ge=1, le=20, description="Attempts at sending a message before it is given up as failed"
+    )
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_workers: int = Field(default=1, ge=1)
@@ -126,6 +150,23 @@ class Settings(BaseSettings):
     def _upper_region(cls, value: str) -> str:
         return value.upper()
 
+    @field_validator("smtp_from_address")
+    @classmethod
+    def _valid_sender(cls, value: str | None) -> str | None:
+        # The syntax only: the host the settings are read on need not resolve the sender's domain.
+        if value is None:
+            return None
+        try:
+            return validate_email(value, check_deliverability=False).normalized
+        except EmailNotValidError as error:
+            raise ValueError(f"not an e-mail address: {error}") from None
+
+    @model_validator(mode="after")
+    def _mail_needs_a_sender(self) -> Settings:
+        if self.smtp_host is not None and self.smtp_from_address is None:
+            raise ValueError("RAPPORT_SMTP_FROM_ADDRESS must be set when RAPPORT_SMTP_HOST is")
+        return self
+
     @model_validator(mode="after")
     def _production_needs_a_secret(self) -> Settings:
         if self.environment == "production":
@@ -133,6 +174,13 @@ class Settings(BaseSettings):
             if len(key) < 32:
                 raise ValueError("RAPPORT_SECRET_KEY must be set to at least 32 characters in production")
         return self
+
+    @property
+    def mail_enabled(self) -> bool:
+        return self.smtp_host is not None
+
+    def smtp_port_or_default(self) -> int:
+        return self.smtp_port or _SMTP_DEFAULT_PORTS[self.smtp_security]
 
     def secret_field_key_ring(self) -> str | None:
         return self.secret_field_keys.get_secret_value() if self.secret_field_keys else None

@@ -1,4 +1,5 @@
-"""Task reminders: the cron job that emits `task.due` when a task's due time passes."""
+"""Task reminders: the cron job that emits `task.due` (and queues reminder e-mails) when a task's
+due time passes."""
 
 from __future__ import annotations
 
@@ -8,4 +9,4 @@ from app.services import tasks
 
 
 async def announce_due_tasks(ctx: dict[str, Any]) -> int:
-    return await tasks.announce_due(ctx["sessions"])
+    return await tasks.announce_due(ctx["sessions"], ctx["settings"])

@@ -17,6 +17,7 @@ from app.jobs.duplicates import run_duplicate_scan, sweep_duplicate_scans
 from app.jobs.exports import run_export, sweep_exports
 from app.jobs.imports import run_import, sweep_imports
 from app.jobs.lifecycle import churn_inactive_customers
+from app.jobs.mail import send_mail
 from app.jobs.maintenance import (
     purge_expired_idempotency_keys,
     purge_expired_refresh_tokens,
@@ -88,6 +89,7 @@ class WorkerSettings:
         func(run_duplicate_scan, timeout=SCAN_JOB_TIMEOUT_SECONDS),
         func(sweep_duplicate_scans, timeout=SCAN_JOB_TIMEOUT_SECONDS),
         announce_due_tasks,
+        send_mail,
         func(rescore_organization, timeout=RESCORE_JOB_TIMEOUT_SECONDS),
         func(sweep_rescores, timeout=RESCORE_JOB_TIMEOUT_SECONDS),
         decay_scores,
@@ -116,6 +118,10 @@ class WorkerSettings:
         # Each reminder is claimed by a conditional UPDATE in the transaction that emits it, so
         # two workers running this at once announce every task once.
         cron(announce_due_tasks, second={10, 40}, run_at_startup=True),
+        # Messages are leased by a committed claim before they are sent, so runs on two workers
+        # send each message once (and a run that dies leaves its lease to run out). Every 10 s,
+        # so a reminder queued at :10 or :40 goes out within seconds and retries keep their times.
+        cron(send_mail, second={5, 15, 25, 35, 45, 55}, run_at_startup=True),
         # Claimed by conditional UPDATEs in the transactions that emit their events: a run on two
         # workers reminds of and expires each contract once. Hourly, so a worker that was down
         # at the usual time catches up within the hour.

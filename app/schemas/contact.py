@@ -154,6 +154,16 @@ class LabelledPhoneRead(BaseModel):
     label: str | None = None
 
 
+def full_name(first_name: str | None, last_name: str | None) -> str | None:
+    """A person's name as it is read: Chinese, Japanese and Korean names family name first, without a space."""
+    parts = [p for p in (first_name, last_name) if p]
+    if not parts:
+        return None
+    if _CJK.search("".join(parts)):
+        return "".join(p for p in (last_name, first_name) if p)
+    return " ".join(parts)
+
+
 class ContactRead(ReadSchema):
     id: uuid.UUID
     first_name: str | None
@@ -192,12 +202,7 @@ class ContactRead(ReadSchema):
     @property
     def full_name(self) -> str | None:
         """Chinese, Japanese and Korean names read family name first, without a space."""
-        parts = [p for p in (self.first_name, self.last_name) if p]
-        if not parts:
-            return None
-        if _CJK.search("".join(parts)):
-            return "".join(p for p in (self.last_name, self.first_name) if p)
-        return " ".join(parts)
+        return full_name(self.first_name, self.last_name)
 
 
 class ContactPage(Page[ContactRead]):

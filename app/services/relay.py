@@ -37,7 +37,7 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core import events, outbound, signatures
+from app.core import events, outbound, retries, signatures
 from app.core.enums import DeliveryStatus
 from app.core.settings import Settings
 from app.models.base import utcnow
@@ -48,7 +48,6 @@ log = structlog.get_logger(__name__)
 
 # Waits after the 1st, 2nd, … failed attempt: about three days in all, ten attempts.
 RETRY_DELAYS: Final = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
-_JITTER: Final = 0.1
 _LONGEST_RETRY_AFTER: Final = 86400
 # A lease outlives the request it covers (which the timeout ends) and the writing of its outcome.
 _LEASE_FACTOR: Final = 2
@@ -288,8 +287,7 @@ def next_attempt(outcome: Outcome, rng: random.Random) -> tuple[DeliveryStatus, 
     if outcome.retry_after is not None:
         delay = min(max(outcome.retry_after, 1.0), _LONGEST_RETRY_AFTER)
     else:
-        # Jitter spreads the retries of a burst that failed together.
-        delay = RETRY_DELAYS[attempt - 1] * rng.uniform(1 - _JITTER, 1 + _JITTER)
+        delay = retries.backoff_seconds(RETRY_DELAYS, attempt, rng)
     return DeliveryStatus.pending, outcome.attempted_at + timedelta(seconds=delay)
 
 

@@ -8,7 +8,9 @@ will not be done is `cancelled` instead); its audit rows stay.
 The reminder (`task.due`) is emitted once per due time. The sweep claims due tasks with one
 conditional UPDATE that sets `due_notified_at`, in the transaction that writes the events, so
 two workers running it at once (arq #196) never announce a task twice: the second finds the
-rows locked or already claimed.
+rows locked or already claimed. When mail is configured, the same transaction queues a reminder
+e-mail to each claimed task's active assignee (app/services/mail.py sends it), so the e-mail is
+queued exactly once too.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import ColumnElement, func, select, tuple_, update
@@ -29,13 +31,16 @@ from app.core.ids import new_id
 from app.core.pagination import Keyset, Page, SortKey, ValueKind
 from app.core.principal import Principal
 from app.core.repository import TenantRepository
+from app.core.settings import Settings
 from app.models.base import Base, utcnow
 from app.models.company import Company
 from app.models.contact import Contact
 from app.models.deal import Deal
+from app.models.organization import User
 from app.models.task import Task
+from app.schemas.contact import full_name
 from app.schemas.task import TaskCreate, TaskRead, TaskUpdate
-from app.services import records
+from app.services import mail, records
 
 LABEL: Final = "task"
 # Tasks announced per transaction by the sweep: a burst of due tasks commits in bounded steps.
@@ -295,15 +300,72 @@ async def _claim_due(session: AsyncSession, *, limit: int) -> list[Task]:
     return list(claimed.scalars())
 
 
-async def announce_due(sessions: async_sessionmaker[AsyncSession], *, batch_size: int = DUE_BATCH) -> int:
+async def _queue_reminder_mails(session: AsyncSession, settings: Settings, due: list[Task]) -> None:
+    """Queues a reminder e-mail to each task's assignee; a task without one, or whose assignee is
+    deactivated, gets none. One query finds the addresses and the names of the related records."""
+    assigned = [(task.organization_id, task.id) for task in due if task.assignee_id is not None]
+    if not assigned:
+        return
+    found = await session.execute(
+        select(
+            Task.organization_id,
+            Task.id,
+            User.email,
+            Contact.first_name,
+            Contact.last_name,
+            Company.name.label("company_name"),
+            Deal.name.label("deal_name"),
+        )
+        .join(User, (User.organization_id == Task.organization_id) & (User.id == Task.assignee_id))
+        .outerjoin(Contact, (Contact.organization_id == Task.organization_id) & (Contact.id == Task.contact_id))
+        .outerjoin(Company, (Company.organization_id == Task.organization_id) & (Company.id == Task.company_id))
+        .outerjoin(Deal, (Deal.organization_id == Task.organization_id) & (Deal.id == Task.deal_id))
+        .where(tuple_(Task.organization_id, Task.id).in_(assigned), User.is_active)
+    )
+    tasks_by_key = {(task.organization_id, task.id): task for task in due}
+    for row in found:
+        task = tasks_by_key[(row.organization_id, row.id)]
+        about = {
+            "Contact": full_name(row.first_name, row.last_name),
+            "Company": row.company_name,
+            "Deal": row.deal_name,
+        }
+        mail.queue_message(
+            session,
+            settings,
+            organization_id=task.organization_id,
+            task_id=task.id,
+            recipient=row.email,
+            subject=f"Task due: {task.title}",
+            body_text=_reminder_text(task, about),
+        )
+
+
+def _reminder_text(task: Task, about: Mapping[str, str | None]) -> str:
+    # Only claimed tasks get here, and a task is claimed once its due time has passed.
+    due_at = task.due_at.astimezone(UTC) if task.due_at is not None else utcnow()
+    lines = [task.title, "", f"Kind: {task.kind.value}", f"Due: {due_at:%Y-%m-%d %H:%M} UTC"]
+    lines += [f"{label}: {name}" for label, name in about.items() if name]
+    if task.description:
+        lines += ["", task.description]
+    lines += ["", f"Task id: {task.id}"]
+    return "\n".join(lines) + "\n"
+
+
+async def announce_due(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings, *, batch_size: int = DUE_BATCH
+) -> int:
     """Emits `task.due` for every open task whose due time has passed and that was not announced
-    yet, each claim committed with its events; how many were announced."""
+    yet, and queues its reminder e-mail when mail is configured, each claim committed with its
+    events and e-mails; how many were announced."""
     announced = 0
     while True:
         async with sessions() as session, session.begin():
             due = await _claim_due(session, limit=batch_size)
             for task in due:
                 _emit(session, events.SYSTEM, task, "due")
+            if settings.mail_enabled:
+                await _queue_reminder_mails(session, settings, due)
         announced += len(due)
         if len(due) < batch_size:
             return announced

@@ -18,6 +18,7 @@ from app.routers.v1 import (
     exports,
     imports,
     leads,
+    mail_messages,
     orders,
     organization,
     pipelines,
@@ -56,5 +57,6 @@ ROUTERS: tuple[APIRouter, ...] = tuple(
         exports,
         imports,
         webhooks,
+        mail_messages,
     )
 )
