@@ -18,12 +18,21 @@ Measurement, in this process: the app (httpx ASGI transport) as the organisation
 report is warmed up, then requested `--runs` times, and the median and p95 are printed as ratios
 against a baseline measured in the same run through asyncpg:
 
-- funnel: a bare `SELECT stage_id, count(*) … GROUP BY stage_id` of the same stage visits
-  (the rows any funnel must read);
+- funnel (`basis=cohort`, read from the facts of migration 0021): a bare `GROUP BY stage_ids` of
+  the same cohort days' organisation-wide set counts (the rows any cohort funnel must read);
+- funnel `basis=entered` (raw history, 90 days only; `--skip-entered` leaves it out): a bare
+  `SELECT stage_id, count(*) … GROUP BY stage_id` of the same stage visits;
 - forecast: a bare `GROUP BY` month and currency of the same open deals, with their amounts.
 
 A restricted sales rep's funnel (record visibility `own`, set for the run and reset after) is
-timed too, and rep performance and velocity without a baseline.
+timed too, and rep performance and velocity without a baseline. `--moves N` times N deal moves
+through the app instead (the write path the funnel triggers add to), against deal renames.
+`--contention N` times a batch of N deal creates (`POST /deals/batch`, one transaction) alone and
+with single deal moves of the same pipeline and cohort day running beside it, and the moves beside
+an open N-deal transaction that emits no events, against the moves' latency alone (the funnel
+facts' shared rows, and the organisation's event stream, are where such writers could queue).
+Seeding writes with triggers off (`session_replication_role = replica`), so it ends with
+`rapport_rebuild_funnel_facts`, the migration's backfill.
 """
 
 from __future__ import annotations
@@ -357,6 +366,15 @@ async def seed(args: argparse.Namespace) -> None:
     await _rebuild_indexes(dsn)
     connection = await asyncpg.connect(dsn)
     try:
+        # The loader's COPY ran with triggers off: the funnel facts are built from the history once.
+        if await connection.fetchval("SELECT value FROM bench.deal_run WHERE key = 'funnel_facts'") is None:
+            started = time.perf_counter()
+            async with connection.transaction():
+                await connection.execute("SELECT rapport_rebuild_funnel_facts($1)", organization_id)
+                await connection.execute("INSERT INTO bench.deal_run VALUES ('funnel_facts', 'true')")
+            for table in ("funnel_deal_paths", "funnel_cohorts", "funnel_stays"):
+                await connection.execute(f"VACUUM (ANALYZE) {table}")
+            log(f"funnel facts rebuilt from the history in {time.perf_counter() - started:.1f} s")
         if await connection.fetchval("SELECT value FROM bench.deal_run WHERE key = 'analyzed'") is None:
             started = time.perf_counter()
             for table in ("users", "pipelines", "pipeline_stages", "deals", "deal_stage_history"):
@@ -390,6 +408,13 @@ FUNNEL_BASELINE = """
 SELECT stage_id, count(*) FROM deal_stage_history
 WHERE organization_id = $1 AND pipeline_id = $2 AND entered_at >= $3 AND entered_at < $4
 GROUP BY stage_id
+"""
+# The cohort funnel's floor: the organisation-wide set counts of the same cohort days, grouped.
+COHORT_BASELINE = """
+SELECT stage_ids, sum(deals) FROM funnel_cohorts
+WHERE organization_id = $1 AND pipeline_id = $2 AND all_owners AND owner_id IS NULL
+  AND cohort_day >= $3 AND cohort_day < $4
+GROUP BY stage_ids
 """
 FORECAST_BASELINE = """
 SELECT date_trunc('month', expected_close_date), currency, count(*), sum(amount)
@@ -465,12 +490,18 @@ async def measure(args: argparse.Namespace) -> None:
             cases: list[tuple[str, str, dict[str, Any], dict[str, str], str, tuple[Any, ...]]] = []
             for label, (since, until) in periods.items():
                 params = {"pipeline_id": str(pipeline_id), "since": since.isoformat(), "until": until.isoformat()}
-                cases.append((f"funnel, {label}", "/api/v1/reports/funnel", params, owner, FUNNEL_BASELINE,
-                              (org, pipeline_id, since, until)))  # fmt: skip
+                days = (org, pipeline_id, since.date(), until.date() + timedelta(days=1))
+                cases.append((f"funnel, {label}", "/api/v1/reports/funnel", params, owner, COHORT_BASELINE, days))
             since, until = periods["12 months"]
             params = {"pipeline_id": str(pipeline_id), "since": since.isoformat(), "until": until.isoformat()}
+            days = (org, pipeline_id, since.date(), until.date() + timedelta(days=1))
             cases.append(("funnel, 12 months, a sales rep (visibility own)", "/api/v1/reports/funnel", params, rep,
-                          FUNNEL_BASELINE, (org, pipeline_id, since, until)))  # fmt: skip
+                          COHORT_BASELINE, days))  # fmt: skip
+            if not args.skip_entered:
+                since, until = periods["90 days"]
+                params = {"pipeline_id": str(pipeline_id), "since": since.isoformat(), "until": until.isoformat()}
+                cases.append(("funnel, basis=entered, 90 days", "/api/v1/reports/funnel", params | {"basis": "entered"},
+                              owner, FUNNEL_BASELINE, (org, pipeline_id, since, until)))  # fmt: skip
             for months in (12, 24):
                 for group_by in ("month", "owner"):
                     params = {"from": this_month.isoformat(), "months": months, "group_by": group_by}
@@ -508,11 +539,211 @@ async def measure(args: argparse.Namespace) -> None:
     for step in funnel["steps"]:
         print(f"  {step['name']:<6} reached {step['reached']:>8,}  from previous {step['conversion_from_previous']}"
               f"  from first {step['conversion_from_first']}  median days {step['median_days']}")  # fmt: skip
-    for label in ("funnel, 24 months", "forecast, 12 months by month"):
+    for label in ("funnel, 90 days", "funnel, 24 months", "forecast, 12 months by month"):
         verdict = "met" if results[label]["api_ms"]["p95"] < 300 else "MISSED"
         print(f"{label}: p95 {results[label]['api_ms']['p95']:.0f} ms (target < 300 ms): {verdict}")
     result = {"machine": common.machine_info(), "args": vars(args), "counts": dict(counts), "results": results}
     print(f"saved {common.save_result('reports', result)}")
+
+
+async def measure_moves(args: argparse.Namespace) -> None:
+    """The write path the funnel facts' triggers add to: `POST /deals/{id}/move` one stage forward,
+    on `--moves` random open deals, against an in-run baseline of `PATCH /deals/{id}` renaming
+    another open deal (one UPDATE of the deal, no stage history)."""
+    from app.core.settings import get_settings
+    from app.main import create_app
+
+    connection = await asyncpg.connect(common.asyncpg_dsn())
+    organization_id, _ = await common.bench_tenant(connection)
+    org = uuid.UUID(organization_id)
+    stages = await connection.fetch(
+        "SELECT s.id FROM pipeline_stages s JOIN pipelines p ON p.organization_id = s.organization_id "
+        "AND p.id = s.pipeline_id WHERE s.organization_id = $1 AND p.is_default AND s.kind = 'open' "
+        "AND s.archived_at IS NULL ORDER BY s.position",
+        org,
+    )
+    following = {row["id"]: stages[n + 1]["id"] for n, row in enumerate(stages[:-1])}
+    picked = await connection.fetch(
+        "SELECT id, stage_id FROM deals TABLESAMPLE SYSTEM (1) WHERE organization_id = $1 AND status = 'open' "
+        "AND archived_at IS NULL AND stage_id = ANY($2::uuid[]) LIMIT $3",
+        org,
+        list(following),
+        2 * args.moves,
+    )
+    await connection.close()
+    moving, renaming = picked[: args.moves], picked[args.moves :]
+    app = create_app(get_settings())
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=120) as client:
+            reply = await client.post(
+                "/api/v1/auth/token", data={"username": common.OWNER_EMAIL, "password": common.OWNER_PASSWORD}
+            )
+            reply.raise_for_status()
+            owner = {"Authorization": f"Bearer {reply.json()['access_token']}"}
+
+            async def timed(method: str, path: str, body: dict[str, Any]) -> float:
+                started = time.perf_counter()
+                answer = await client.request(method, path, headers=owner, json=body)
+                elapsed = time.perf_counter() - started
+                if answer.status_code != 200:
+                    raise RuntimeError(f"{path}: {answer.status_code} {answer.text}")
+                return elapsed
+
+            common.wait_until_quiet(max_busy_cores=0.3, timeout=60)
+            moves, renames = [], []
+            for (deal_id, stage_id), (other_id, _) in zip(moving, renaming, strict=False):
+                move = {"stage_id": str(following[stage_id])}
+                moves.append(await timed("POST", f"/api/v1/deals/{deal_id}/move", move))
+                renames.append(await timed("PATCH", f"/api/v1/deals/{other_id}", {"name": f"改名 {other_id}"}))
+    moves_ms, renames_ms = common.summary_ms(moves[3:]), common.summary_ms(renames[3:])
+    print(f"{'write':<52} {'median':>8} {'p95':>8}")
+    print(f"{'deal move one stage forward':<52} {moves_ms['p50']:>6.1f}ms {moves_ms['p95']:>6.1f}ms")
+    print(f"{'baseline: deal rename (PATCH name)':<52} {renames_ms['p50']:>6.1f}ms {renames_ms['p95']:>6.1f}ms")
+    print(f"move / rename (median): {moves_ms['p50'] / renames_ms['p50']:.2f}")
+    result = {"machine": common.machine_info(), "args": vars(args), "move_ms": moves_ms, "rename_ms": renames_ms}
+    print(f"saved {common.save_result('reports_moves', result)}")
+
+
+async def measure_contention(args: argparse.Namespace) -> None:
+    """A `--contention`-deal batch of creates in the default pipeline's first stage, alone and while
+    single moves run one after another beside it; then the moves beside an open transaction that
+    changed the owner of as many of today's deals and emits no events. The moves are of deals
+    created today in that stage, so each changes the cohort rows (today, {first stage}) the others
+    write too. Baseline: the same moves with nothing else running. The run's deals are deleted at
+    the end."""
+    from app.core.settings import get_settings
+    from app.main import create_app
+
+    connection = await asyncpg.connect(common.asyncpg_dsn())
+    organization_id, _ = await common.bench_tenant(connection)
+    stages = await connection.fetch(
+        "SELECT s.id FROM pipeline_stages s JOIN pipelines p ON p.organization_id = s.organization_id "
+        "AND p.id = s.pipeline_id WHERE s.organization_id = $1 AND p.is_default AND s.kind = 'open' "
+        "AND s.archived_at IS NULL ORDER BY s.position LIMIT 2",
+        uuid.UUID(organization_id),
+    )
+    await connection.close()
+    first_stage, second_stage = (str(row["id"]) for row in stages)
+    app = create_app(get_settings())
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=600) as client:
+                reply = await client.post(
+                    "/api/v1/auth/token", data={"username": common.OWNER_EMAIL, "password": common.OWNER_PASSWORD}
+                )
+                reply.raise_for_status()
+                owner = {"Authorization": f"Bearer {reply.json()['access_token']}"}
+
+                async def batch(label: str, size: int) -> float:
+                    records = [{"name": f"争用 {label} {n}", "stage_id": first_stage} for n in range(size)]
+                    started = time.perf_counter()
+                    answer = await client.post(
+                        "/api/v1/deals/batch", headers=owner, json={"mode": "create", "records": records}
+                    )
+                    elapsed = time.perf_counter() - started
+                    failed = [r for r in answer.json().get("results", []) if r["status"] != "created"]
+                    if answer.status_code != 200 or failed:
+                        raise RuntimeError(f"batch: {answer.status_code} {answer.text[:500]}")
+                    return elapsed
+
+                # Deals to move, created today in the first stage (their own batch, committed first).
+                await batch("moved", 3 * args.contention)
+                lookup = await asyncpg.connect(common.asyncpg_dsn())
+                movable = iter(
+                    str(row["id"])
+                    for row in await lookup.fetch(
+                        "SELECT id FROM deals WHERE organization_id = $1 AND name LIKE '争用 moved %' "
+                        "AND stage_id = $2",
+                        uuid.UUID(organization_id),
+                        uuid.UUID(first_stage),
+                    )
+                )
+                await lookup.close()
+
+                async def move() -> float:
+                    started = time.perf_counter()
+                    answer = await client.post(
+                        f"/api/v1/deals/{next(movable)}/move", headers=owner, json={"stage_id": second_stage}
+                    )
+                    if answer.status_code != 200:
+                        raise RuntimeError(f"move: {answer.status_code} {answer.text}")
+                    return time.perf_counter() - started
+
+                async def moves_until(done: asyncio.Task[float]) -> list[float]:
+                    timings = []
+                    while not done.done():
+                        timings.append(await move())
+                    return timings
+
+                common.wait_until_quiet(max_busy_cores=0.3, timeout=60)
+                alone = [await move() for _ in range(args.contention // 4)]
+                batch_alone = await batch("alone", args.contention)
+                common.wait_until_quiet(max_busy_cores=0.3, timeout=60)
+                running = asyncio.create_task(batch("beside moves", args.contention))
+                beside = await moves_until(running)
+                batch_beside = await running
+
+                # The same moves while a transaction that emits no events (so holds no event
+                # stream) has handed `--contention` of today's deals to another owner and stays
+                # open as long as the batch took: only the funnel facts could make them wait.
+                async def open_transaction() -> float:
+                    writer = await asyncpg.connect(common.asyncpg_dsn())
+                    async with writer.transaction():
+                        await writer.execute(
+                            "UPDATE deals SET owner_id = (SELECT id FROM users WHERE organization_id = $1 "
+                            "AND id IS DISTINCT FROM deals.owner_id LIMIT 1) WHERE organization_id = $1 AND id = ANY("
+                            "SELECT id FROM deals WHERE organization_id = $1 AND name LIKE '争用 alone %' LIMIT $2)",
+                            uuid.UUID(organization_id),
+                            args.contention,
+                        )
+                        await asyncio.sleep(batch_alone)
+                        committing = time.perf_counter()
+                    await writer.close()
+                    return time.perf_counter() - committing
+
+                common.wait_until_quiet(max_busy_cores=0.3, timeout=60)
+                holding = asyncio.create_task(open_transaction())
+                beside_open = await moves_until(holding)
+                commit_seconds = await holding
+    finally:
+        # The bench data must stay as loaded (the loader checks the deal count): the run's deals go,
+        # with the triggers on, so the facts follow.
+        cleanup = await asyncpg.connect(common.asyncpg_dsn())
+        await cleanup.execute(
+            "DELETE FROM deals WHERE organization_id = $1 AND name LIKE '争用 %'", uuid.UUID(organization_id)
+        )
+        await cleanup.close()
+    alone_ms, beside_ms = common.summary_ms(alone), common.summary_ms(beside)
+    print(f"{'write':<58} {'median':>9} {'p95':>9} {'max':>9}")
+    print(f"{'single move, nothing else running (baseline)':<58} {alone_ms['p50']:>7.1f}ms {alone_ms['p95']:>7.1f}ms "
+          f"{alone_ms['max']:>7.1f}ms")  # fmt: skip
+    print(f"{f'single move beside a {args.contention}-deal batch ({len(beside)} moves)':<58} "
+          f"{beside_ms['p50']:>7.1f}ms {beside_ms['p95']:>7.1f}ms {beside_ms['max']:>7.1f}ms")  # fmt: skip
+    print(
+        f"{args.contention}-deal batch alone {batch_alone * 1000:.0f} ms, beside the moves {batch_beside * 1000:.0f} ms"
+    )
+    print(f"move beside the batch / alone: median {beside_ms['p50'] / alone_ms['p50']:.2f}, "
+          f"p95 {beside_ms['p95'] / alone_ms['p95']:.2f}")  # fmt: skip
+    print(f"batch beside the moves / alone: {batch_beside / batch_alone:.2f}")
+    open_ms = common.summary_ms(beside_open)
+    print(f"{f'single move beside an open {args.contention}-deal owner change ({len(beside_open)} moves)':<58} "
+          f"{open_ms['p50']:>7.1f}ms {open_ms['p95']:>7.1f}ms {open_ms['max']:>7.1f}ms")  # fmt: skip
+    print(f"move beside the open transaction / alone: median {open_ms['p50'] / alone_ms['p50']:.2f}, "
+          f"p95 {open_ms['p95'] / alone_ms['p95']:.2f}; its commit (facts of {args.contention} deals) "
+          f"{commit_seconds * 1000:.0f} ms")  # fmt: skip
+    result = {
+        "machine": common.machine_info(),
+        "args": vars(args),
+        "move_alone_ms": alone_ms,
+        "move_beside_batch_ms": beside_ms,
+        "batch_alone_s": batch_alone,
+        "batch_beside_moves_s": batch_beside,
+        "move_beside_open_transaction_ms": open_ms,
+        "open_transaction_commit_s": commit_seconds,
+    }
+    print(f"saved {common.save_result('reports_contention', result)}")
 
 
 def main() -> None:
@@ -525,6 +756,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20261130)
     parser.add_argument("--runs", type=int, default=15, help="timed requests per report")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--skip-entered", action="store_true", help="leave out the slow basis=entered funnel")
+    parser.add_argument("--moves", type=int, default=0, help="time this many deal moves (and renames) instead")
+    parser.add_argument(
+        "--contention", type=int, default=0, help="time a batch of this many deal creates beside single moves instead"
+    )
     args = parser.parse_args()
     from bench import seed as contacts_seed
 
@@ -533,7 +769,11 @@ def main() -> None:
     contacts_seed.prepare_database(args.reset)
     asyncio.run(seed(args))
     log(f"data ready in {time.perf_counter() - started:.1f} s")
-    if not args.seed_only:
+    if args.moves:
+        asyncio.run(measure_moves(args))
+    elif args.contention:
+        asyncio.run(measure_contention(args))
+    elif not args.seed_only:
         asyncio.run(measure(args))
 
 

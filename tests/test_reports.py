@@ -3,6 +3,8 @@ pipeline velocity, with exact figures; periods, visibility, tenancy, roles and v
 
 from __future__ import annotations
 
+import asyncio
+import math
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -108,7 +110,9 @@ async def test_funnel_counts_deals_that_reached_each_stage_or_a_later_one(
     await _funnel_deals(client, tenant, db, stages, base)
 
     since, until = (base - timedelta(days=90)).isoformat(), base.isoformat()
-    report = await _report(client, tenant.headers, "funnel", pipeline_id=stages["pipeline"], since=since, until=until)
+    report = await _report(
+        client, tenant.headers, "funnel", basis="entered", pipeline_id=stages["pipeline"], since=since, until=until
+    )
     assert report["pipeline_id"] == stages["pipeline"] and report["owner_id"] is None
     assert _steps(report) == [
         ("潜在客户", 5, None, 1.0),
@@ -124,7 +128,9 @@ async def test_funnel_counts_deals_that_reached_each_stage_or_a_later_one(
     assert durations == [(1.5, 2.0, 4), (2.0, 2.0, 3), (4.5, 4.5, 2), (10.0, 10.0, 1), (None, None, 0)]
 
     # The default pipeline is the one reported when none is named.
-    assert _steps(await _report(client, tenant.headers, "funnel", since=since, until=until)) == _steps(report)
+    assert _steps(await _report(client, tenant.headers, "funnel", basis="entered", since=since, until=until)) == _steps(
+        report
+    )
 
 
 async def test_funnel_follows_the_current_stage_order(
@@ -141,7 +147,7 @@ async def test_funnel_follows_the_current_stage_order(
     assert response.status_code == 200, response.text
 
     since, until = (base - timedelta(days=90)).isoformat(), base.isoformat()
-    report = await _report(client, tenant.headers, "funnel", since=since, until=until)
+    report = await _report(client, tenant.headers, "funnel", basis="entered", since=since, until=until)
     # Furthest steps now: A won, B and E 需求分析 (step 2), D 商务谈判, C 潜在客户.
     assert _steps(report) == [
         ("潜在客户", 5, None, 1.0),
@@ -166,7 +172,7 @@ async def test_funnel_after_a_stage_is_deleted_and_its_deals_moved(
     assert response.status_code in (200, 204), response.text
 
     since, until = (base - timedelta(days=90)).isoformat(), (base + timedelta(days=1)).isoformat()
-    report = await _report(client, tenant.headers, "funnel", since=since, until=until)
+    report = await _report(client, tenant.headers, "funnel", basis="entered", since=since, until=until)
     # D: 方案制定 -25 → 商务谈判 -21 → 方案制定 now (moved); A's and D's 商务谈判 visits count for nothing.
     assert _steps(report) == [
         ("潜在客户", 5, None, 1.0),
@@ -187,7 +193,7 @@ async def test_funnel_counts_only_stage_entries_in_the_period(
     # [-46, -30): A's first four entries (its won entry at -20 is later), B's 需求分析 at -46 (since is
     # included) and its loss at -45 (no step); -30 itself is excluded, so A's 商务谈判 is out.
     since, until = (base - timedelta(days=46)).isoformat(), (base - timedelta(days=30)).isoformat()
-    report = await _report(client, tenant.headers, "funnel", since=since, until=until)
+    report = await _report(client, tenant.headers, "funnel", basis="entered", since=since, until=until)
     assert _steps(report) == [
         ("潜在客户", 2, None, 1.0),
         ("需求分析", 2, 1.0, 1.0),
@@ -202,6 +208,7 @@ async def test_funnel_counts_only_stage_entries_in_the_period(
         client,
         tenant.headers,
         "funnel",
+        basis="entered",
         since=(base - timedelta(days=300)).isoformat(),
         until=(base - timedelta(days=200)).isoformat(),
     )
@@ -220,9 +227,11 @@ async def test_funnel_leaves_out_archived_deals_and_filters_by_owner(
     response = await client.patch(f"{DEALS}/{deals['D']['id']}", headers=tenant.headers, json={"owner_id": rep.user_id})
     assert response.status_code == 200, response.text
     since, until = (base - timedelta(days=90)).isoformat(), base.isoformat()
-    report = await _report(client, tenant.headers, "funnel", since=since, until=until)
+    report = await _report(client, tenant.headers, "funnel", basis="entered", since=since, until=until)
     assert [s["reached"] for s in report["steps"]] == [4, 3, 1, 1, 0]
-    theirs = await _report(client, tenant.headers, "funnel", since=since, until=until, owner_id=rep.user_id)
+    theirs = await _report(
+        client, tenant.headers, "funnel", basis="entered", since=since, until=until, owner_id=rep.user_id
+    )
     assert theirs["owner_id"] == rep.user_id
     assert [s["reached"] for s in theirs["steps"]] == [1, 1, 1, 1, 0]
     assert [s["median_days"] for s in theirs["steps"]] == [None, None, 4.0, None, None]
@@ -485,16 +494,16 @@ async def test_a_sales_rep_under_own_visibility_sees_only_their_deals(
     velocity = await _report(client, rep.headers, "velocity", since=since)
     assert (velocity["overall"]["open_deals"], velocity["overall"]["won_deals"]) == (1, 1)
     assert [row["currency"] for row in velocity["currencies"]] == ["EUR", "USD"]
-    funnel = await _report(client, rep.headers, "funnel", since=since)
+    funnel = await _report(client, rep.headers, "funnel", basis="entered", since=since)
     # All four of the rep's deals entered 潜在客户; the won one went straight to 成交, a later step.
     assert [s["reached"] for s in funnel["steps"]] == [4, 1, 1, 1, 1]
     # Asking for someone else's deals gives nothing, not an error.
-    hidden = await _report(client, rep.headers, "funnel", since=since, owner_id=tenant.user_id)
+    hidden = await _report(client, rep.headers, "funnel", basis="entered", since=since, owner_id=tenant.user_id)
     assert [s["reached"] for s in hidden["steps"]] == [0, 0, 0, 0, 0]
     forecast = await _report(client, rep.headers, "forecast", group_by="owner")
     assert {row["owner_id"] for row in forecast["rows"]} <= {rep.user_id}
     # The owner still sees everything.
-    everyone = await _report(client, tenant.headers, "funnel", since=since)
+    everyone = await _report(client, tenant.headers, "funnel", basis="entered", since=since)
     assert [s["reached"] for s in everyone["steps"]] == [10, 3, 3, 3, 3]
     assert stages["成交"] == everyone["steps"][-1]["stage_id"]
 
@@ -506,7 +515,7 @@ async def test_another_organisation_sees_none_of_it(
     base = datetime.now(UTC).replace(microsecond=0)
     await _funnel_deals(client, tenant, db, stages, base)
     since = (base - timedelta(days=90)).isoformat()
-    theirs = await _report(client, other_tenant.headers, "funnel", since=since)
+    theirs = await _report(client, other_tenant.headers, "funnel", basis="entered", since=since)
     assert [s["reached"] for s in theirs["steps"]] == [0, 0, 0, 0, 0]
     assert (await _report(client, other_tenant.headers, "rep-performance", since=since))["reps"] == []
     velocity = await _report(client, other_tenant.headers, "velocity", since=since)
@@ -545,6 +554,7 @@ async def test_roles_and_api_keys(client: httpx.AsyncClient, tenant: Tenant) -> 
         ("funnel", {"since": "yesterday"}, ["query", "since"]),
         ("funnel", {"pipeline_id": "nope"}, ["query", "pipeline_id"]),
         ("funnel", {"owner_id": "nope"}, ["query", "owner_id"]),
+        ("funnel", {"basis": "first"}, ["query", "basis"]),
         ("forecast", {"months": 0}, ["query", "months"]),
         ("forecast", {"months": 25}, ["query", "months"]),
         ("forecast", {"group_by": "team"}, ["query", "group_by"]),
@@ -562,7 +572,451 @@ async def test_bad_parameters_are_422(
 
 
 async def test_dates_and_times_without_an_offset_are_utc(client: httpx.AsyncClient, tenant: Tenant) -> None:
-    report = await _report(client, tenant.headers, "funnel", since="2026-01-01", until="2026-02-01T08:00:00")
+    report = await _report(
+        client, tenant.headers, "funnel", basis="entered", since="2026-01-01", until="2026-02-01T08:00:00"
+    )
     assert (report["since"], report["until"]) == ("2026-01-01T00:00:00Z", "2026-02-01T08:00:00Z")
     shifted = await _report(client, tenant.headers, "rep-performance", since="2026-01-01T08:00:00+08:00")
     assert shifted["since"] == "2026-01-01T00:00:00Z"
+
+
+# --------------------------------------------------------------------------- the cohort funnel
+
+
+def _day(moment: datetime) -> str:
+    return moment.date().isoformat()
+
+
+async def test_cohort_funnel_counts_each_deal_by_its_first_entry_and_every_stage_it_reached(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    stages = await _stages(client, tenant)
+    base = datetime.now(UTC).replace(microsecond=0)
+    await _funnel_deals(client, tenant, db, stages, base)
+    # All five entered the pipeline in the last 90 days: sets A {0,1,2,3,won}, B {0,1,lost}, C {0},
+    # D {2,3}, E {0,1}.
+    report = await _report(client, tenant.headers, "funnel", since=(base - timedelta(days=90)).isoformat())
+    assert report["basis"] == "cohort"
+    assert _steps(report) == [
+        ("潜在客户", 5, None, 1.0),
+        ("需求分析", 4, 0.8, 0.8),
+        ("方案制定", 2, 0.5, 0.4),
+        ("商务谈判", 2, 1.0, 0.4),
+        ("成交", 1, 0.5, 0.2),
+    ]
+    # Finished stays of the cohort (as for `entered`, every visit is the cohort's here): averages and
+    # counts exact, medians within 5 % of 1.5, 2, 4.5 and 10 days.
+    steps = report["steps"]
+    assert [(s["average_days"], s["stays"]) for s in steps] == [(2.0, 4), (2.0, 3), (4.5, 2), (10.0, 1), (None, 0)]
+    for step, exact in zip(steps, (1.5, 2.0, 4.5, 10.0), strict=False):
+        assert abs(step["median_days"] - exact) <= 0.05 * exact, (step["name"], step["median_days"])
+    assert steps[-1]["median_days"] is None
+
+    # A cohort is fixed by the first entry: only A entered between -46 and -30 days, and everything
+    # it did later counts (it was won at -20).
+    narrow = await _report(
+        client,
+        tenant.headers,
+        "funnel",
+        since=(base - timedelta(days=46)).isoformat(),
+        until=(base - timedelta(days=31)).isoformat(),
+    )
+    assert [s["reached"] for s in narrow["steps"]] == [1, 1, 1, 1, 1]
+
+
+async def test_cohort_periods_are_whole_utc_days(client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession) -> None:
+    report = await _report(
+        client, tenant.headers, "funnel", since="2026-01-01T08:00:00+09:00", until="2026-02-01T08:00:00"
+    )
+    # since 2025-12-31T23:00Z rounds down to its midnight; until rounds up to the next one.
+    assert (report["since"], report["until"]) == ("2025-12-31T00:00:00Z", "2026-02-02T00:00:00Z")
+    exact = await _report(client, tenant.headers, "funnel", since="2026-01-01", until="2026-02-01")
+    assert (exact["since"], exact["until"]) == ("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z")
+
+    # A deal whose first entry is at 23:59 UTC belongs to that day, whatever hour the period names.
+    deal = await _deal(client, tenant)
+    await _backdate_visits(db, deal, datetime(2026, 1, 31, 23, 59, tzinfo=UTC), 0)
+    noon = await _report(client, tenant.headers, "funnel", since="2026-01-31T12:00:00Z", until="2026-01-31T13:00:00Z")
+    assert (noon["since"], noon["until"]) == ("2026-01-31T00:00:00Z", "2026-02-01T00:00:00Z")
+    assert noon["steps"][0]["reached"] == 1
+    after = await _report(client, tenant.headers, "funnel", since="2026-02-01", until="2026-02-02")
+    assert after["steps"][0]["reached"] == 0
+
+
+async def _history(db: AsyncSession, organization_id: str) -> tuple[list[Any], dict[uuid.UUID, tuple[Any, bool]]]:
+    """The organisation's raw stage visits, and its deals' (owner, active)."""
+    org = uuid.UUID(organization_id)
+    visits = (
+        await db.execute(
+            text(
+                "SELECT deal_id, pipeline_id, stage_id, entered_at, exited_at FROM deal_stage_history "
+                "WHERE organization_id = :org"
+            ),
+            {"org": org},
+        )
+    ).all()
+    deals = await db.execute(
+        text("SELECT id, owner_id, archived_at IS NULL FROM deals WHERE organization_id = :org"), {"org": org}
+    )
+    await db.commit()
+    return list(visits), {row[0]: (row[1], row[2]) for row in deals}
+
+
+def _brute_force_cohort(
+    visits: list[Any],
+    deals: dict[uuid.UUID, tuple[Any, bool]],
+    pipeline: dict[str, Any],
+    first_day: date,
+    after_day: date,
+    owners: set[Any] | None,
+) -> tuple[list[int], dict[str, list[float]]]:
+    """The cohort funnel computed from raw history: reached per step, and each open stage's
+    finished stays (seconds) of the cohort."""
+    live = sorted((s for s in pipeline["stages"]), key=lambda s: s["position"])
+    opens = [uuid.UUID(s["id"]) for s in live if s["kind"] == "open"]
+    numbered = {stage: step for step, stage in enumerate(opens)}
+    numbered |= {uuid.UUID(s["id"]): len(opens) for s in live if s["kind"] == "won"}
+    mine = [v for v in visits if v.pipeline_id == uuid.UUID(pipeline["id"])]
+    by_deal: dict[uuid.UUID, list[Any]] = {}
+    for visit in mine:
+        by_deal.setdefault(visit.deal_id, []).append(visit)
+    reached = [0] * (len(opens) + 1)
+    stays: dict[str, list[float]] = {str(stage): [] for stage in opens}
+    for deal_id, own in by_deal.items():
+        owner, active = deals[deal_id]
+        cohort = min(v.entered_at for v in own).astimezone(UTC).date()
+        if not active or not first_day <= cohort < after_day or (owners is not None and owner not in owners):
+            continue
+        steps = [numbered[v.stage_id] for v in own if v.stage_id in numbered]
+        for step in range(max(steps) + 1 if steps else 0):
+            reached[step] += 1
+        for visit in own:
+            if visit.exited_at is not None and str(visit.stage_id) in stays:
+                stays[str(visit.stage_id)].append((visit.exited_at - visit.entered_at).total_seconds())
+    return reached, stays
+
+
+def _assert_matches(report: dict[str, Any], reached: list[int], stays: dict[str, list[float]]) -> None:
+    import statistics
+
+    assert [s["reached"] for s in report["steps"]] == reached
+    for step in report["steps"]:
+        if step["kind"] != "open":
+            continue
+        exact = stays[step["stage_id"]]
+        assert step["stays"] == len(exact), step["name"]
+        if not exact:
+            assert step["median_days"] is None and step["average_days"] is None
+            continue
+        assert step["average_days"] == round(sum(exact) / len(exact) / 86_400, 4)
+        median = statistics.median(exact)
+        # Within 5 % (or a second), plus the reply's rounding to 4 decimals of a day.
+        assert abs(step["median_days"] * 86_400 - median) <= max(0.05 * median, 1.0) + 5, (step["name"], exact)
+
+
+async def _facts(db: AsyncSession, organization_id: str) -> dict[str, list[Any]]:
+    org = {"org": uuid.UUID(organization_id)}
+    found = {}
+    for table, columns in (
+        (
+            "funnel_deal_paths",
+            "deal_id, pipeline_id, cohort_day, owner_id, active, stage_ids, stay_stage_ids, stay_microseconds",
+        ),
+        ("funnel_cohorts", "pipeline_id, all_owners, owner_id, cohort_day, stage_ids, deals"),
+        ("funnel_stays", "pipeline_id, all_owners, owner_id, cohort_day, stage_id, bucket, stays, microseconds"),
+    ):
+        statement = text(f"SELECT {columns} FROM {table} WHERE organization_id = :org ORDER BY {columns}")
+        found[table] = [tuple(row) for row in await db.execute(statement, org)]
+    return found
+
+
+async def _assert_facts_equal_a_rebuild(db: AsyncSession, organization_id: str) -> dict[str, list[Any]]:
+    """The organisation's committed facts, checked against a rebuild from its history (rolled
+    back); no transaction left queued deals behind."""
+    kept = await _facts(db, organization_id)
+    await db.execute(text("SELECT rapport_rebuild_funnel_facts(:org)"), {"org": uuid.UUID(organization_id)})
+    rebuilt = await _facts(db, organization_id)
+    await db.rollback()
+    assert kept == rebuilt
+    assert await db.scalar(text("SELECT count(*) FROM funnel_dirty")) == 0
+    await db.rollback()
+    return kept
+
+
+async def test_cohort_funnel_equals_raw_history_after_random_operations(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    """Creates, moves forward and back, won and lost, archive and restore, owner changes, a stage
+    reorder, a stage deleted with its deals moved, deals moved to another pipeline and histories
+    shifted in time: the triggers' facts give what a brute-force pass over the raw history gives,
+    and equal a full rebuild."""
+    import random
+
+    rng = random.Random(20261130)
+    reps = [await add_user(client, tenant, "sales"), await add_user(client, tenant, "sales")]
+    owners: list[str | None] = [tenant.user_id, reps[0].user_id, reps[1].user_id, None]
+    stages = await _stages(client, tenant)
+    default_id = stages["pipeline"]
+    extra = await client.post(
+        f"/api/v1/pipelines/{default_id}/stages", headers=tenant.headers, json={"name": "复核", "probability": 50}
+    )
+    assert extra.status_code == 201, extra.text
+    other = await create(client, "/api/v1/pipelines", tenant.headers, name="大客户")
+
+    async def pipelines() -> dict[str, dict[str, Any]]:
+        response = await client.get("/api/v1/pipelines", headers=tenant.headers)
+        return {p["id"]: p for p in response.json()["items"]}
+
+    deals: dict[str, dict[str, Any]] = {}  # id → {"pipeline", "active"}
+    deleted_extra = False
+    for turn in range(90):
+        known = await pipelines()
+        active = [d for d, state in deals.items() if state["active"]]
+        roll = rng.random()
+        if roll < 0.25 or len(active) < 3:
+            pipeline_id = rng.choice([default_id, default_id, other["id"]])
+            stage = rng.choice(known[pipeline_id]["stages"])
+            body = {"name": f"deal {turn}", "stage_id": stage["id"], "owner_id": rng.choice(owners)}
+            deal = await _deal(client, tenant, **body)
+            deals[deal["id"]] = {"pipeline": pipeline_id, "active": True}
+        elif roll < 0.60:
+            deal_id = rng.choice(active)
+            pipeline_id = deals[deal_id]["pipeline"]
+            if rng.random() < 0.1:
+                pipeline_id = default_id if pipeline_id == other["id"] else other["id"]
+            stage = rng.choice(known[pipeline_id]["stages"])
+            response = await client.patch(f"{DEALS}/{deal_id}", headers=tenant.headers, json={"stage_id": stage["id"]})
+            assert response.status_code == 200, response.text
+            deals[deal_id]["pipeline"] = pipeline_id
+        elif roll < 0.68:
+            deal_id = rng.choice(active)
+            assert (await client.delete(f"{DEALS}/{deal_id}", headers=tenant.headers)).status_code == 200
+            deals[deal_id]["active"] = False
+        elif roll < 0.74 and len(active) < len(deals):
+            deal_id = rng.choice([d for d in deals if not deals[d]["active"]])
+            response = await client.post(f"{DEALS}/{deal_id}/restore", headers=tenant.headers)
+            assert response.status_code == 200, response.text
+            deals[deal_id]["active"] = True
+        elif roll < 0.84:
+            deal_id = rng.choice(active)
+            response = await client.patch(
+                f"{DEALS}/{deal_id}", headers=tenant.headers, json={"owner_id": rng.choice(owners)}
+            )
+            assert response.status_code == 200, response.text
+        elif roll < 0.88:
+            order = [stage["id"] for stage in known[default_id]["stages"]]
+            rng.shuffle(order)
+            url = f"/api/v1/pipelines/{default_id}/stages/reorder"
+            response = await client.post(url, headers=tenant.headers, json={"stage_ids": order})
+            assert response.status_code == 200, response.text
+        elif roll < 0.90 and turn > 45 and not deleted_extra:
+            target = next(s for s in known[default_id]["stages"] if s["name"] == "需求分析")
+            url = f"/api/v1/pipelines/{default_id}/stages/{extra.json()['id']}"
+            response = await client.delete(url, headers=tenant.headers, params={"move_to": target["id"]})
+            assert response.status_code in (200, 204), response.text
+            deleted_extra = True
+        else:
+            # History shifted back in time, as an import of old deals would write it.
+            deal_id = rng.choice(list(deals))
+            await db.execute(
+                text(
+                    "UPDATE deal_stage_history SET entered_at = entered_at - CAST(:shift AS interval), "
+                    "exited_at = exited_at - CAST(:shift AS interval) WHERE deal_id = :deal"
+                ),
+                {"shift": timedelta(days=rng.randrange(1, 200), hours=rng.randrange(24)), "deal": uuid.UUID(deal_id)},
+            )
+            await db.commit()
+
+    visits, deal_rows = await _history(db, tenant.organization_id)
+    today = datetime.now(UTC).replace(microsecond=0)
+    known = await pipelines()
+    for pipeline_id in (default_id, other["id"]):
+        for since, until in (
+            (today - timedelta(days=400), today),
+            (today - timedelta(days=120), today - timedelta(days=3)),
+        ):
+            first, after = since.date(), until.date() + timedelta(days=1)
+            params = {"pipeline_id": pipeline_id, "since": since.isoformat(), "until": until.isoformat()}
+            report = await _report(client, tenant.headers, "funnel", **params)
+            assert report["steps"][0]["reached"] > 0 or pipeline_id != default_id
+            _assert_matches(report, *_brute_force_cohort(visits, deal_rows, known[pipeline_id], first, after, None))
+            mine = await _report(client, tenant.headers, "funnel", owner_id=reps[0].user_id, **params)
+            _assert_matches(
+                mine,
+                *_brute_force_cohort(visits, deal_rows, known[pipeline_id], first, after, {uuid.UUID(reps[0].user_id)}),
+            )
+
+    # A sales rep under `own` visibility reads only their rows; asking for another's gives nothing.
+    response = await client.patch("/api/v1/organization", headers=tenant.headers, json={"record_visibility": "own"})
+    assert response.status_code == 200, response.text
+    since = (today - timedelta(days=400)).isoformat()
+    theirs = await _report(client, reps[1].headers, "funnel", since=since)
+    _assert_matches(
+        theirs,
+        *_brute_force_cohort(
+            visits,
+            deal_rows,
+            known[default_id],
+            (today - timedelta(days=400)).date(),
+            today.date() + timedelta(days=1),
+            {uuid.UUID(reps[1].user_id)},
+        ),
+    )
+    hidden = await _report(client, reps[1].headers, "funnel", since=since, owner_id=reps[0].user_id)
+    assert {s["reached"] for s in hidden["steps"]} == {0}
+
+    kept = await _assert_facts_equal_a_rebuild(db, tenant.organization_id)
+    assert kept["funnel_cohorts"] and kept["funnel_stays"]
+
+
+async def _batch(
+    client: httpx.AsyncClient, tenant: Tenant, records: list[dict[str, Any]], **params: Any
+) -> httpx.Response:
+    return await client.post(
+        f"{DEALS}/batch", headers=tenant.headers, params=params, json={"mode": "upsert", "records": records}
+    )
+
+
+def _none_failed(response: httpx.Response) -> None:
+    assert response.status_code == 200, response.text
+    assert all(result["status"] != "failed" for result in response.json()["results"]), response.text
+
+
+async def test_parallel_batches_writing_the_same_cohort_in_opposite_orders_all_succeed(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    """Two batches create and move deals of today's cohort, one walking the stages forward and the
+    other backward, so they add to the same fact rows in opposite orders: applied at commit, in key
+    order, neither waits for the other's writes, no record fails and the facts stay exact."""
+    stages = await _stages(client, tenant)
+    steps = [stages[name] for name in ("潜在客户", "需求分析", "方案制定", "商务谈判")]
+    seeded = [{"external_id": f"{side}{n}", "name": f"并发 {side}{n}"} for side in "AB" for n in range(12)]
+    _none_failed(await _batch(client, tenant, seeded))
+
+    def records(side: str, order: list[str], round_: int) -> list[dict[str, Any]]:
+        written: list[dict[str, Any]] = []
+        for n in range(12):
+            stage_id = order[(n + round_) % len(order)]
+            written.append({"external_id": f"{side}{n}", "stage_id": stage_id})
+            written.append({"external_id": f"{side}{round_}-{n}", "name": f"新 {side}{n}", "stage_id": stage_id})
+        return written
+
+    for round_ in range(3):
+        forward, backward = await asyncio.gather(
+            _batch(client, tenant, records("A", steps, round_)),
+            _batch(client, tenant, records("B", steps[::-1], round_)),
+        )
+        _none_failed(forward)
+        _none_failed(backward)
+    await _assert_facts_equal_a_rebuild(db, tenant.organization_id)
+    report = await _report(client, tenant.headers, "funnel", since=_day(datetime.now(UTC)))
+    assert report["steps"][0]["reached"] == 24 + 2 * 3 * 12
+
+
+async def test_a_batch_and_an_import_beside_parallel_single_writes(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession, app: Any, settings: Any, tmp_path: Any
+) -> None:
+    """A 150-deal batch (one transaction) and a 150-row import chunk run while single creates and
+    moves of the same pipeline and day run beside them: every write succeeds and the facts equal a
+    rebuild. Before the facts moved to commit, every single write waited for the batch to end."""
+    from app.services import imports
+
+    settings.data_dir = tmp_path
+    stages = await _stages(client, tenant)
+    first, second = stages["潜在客户"], stages["需求分析"]
+    singles = [await _deal(client, tenant, name=f"单 {n}") for n in range(20)]
+
+    async def single_writes() -> None:
+        for n, deal in enumerate(singles):
+            await _move(client, tenant, deal, second)
+            await _deal(client, tenant, name=f"旁 {n}", stage_id=first)
+
+    async def batch() -> None:
+        _none_failed(await _batch(client, tenant, [{"external_id": f"批{n}", "name": f"批 {n}"} for n in range(150)]))
+
+    async def imported() -> None:
+        rows = "".join(f"S{n},,导入 {n},潜在客户,1000,,2026-12-31\n" for n in range(150))
+        created = await client.post(
+            "/api/v1/imports",
+            headers=tenant.headers,
+            files={"file": ("机会.csv", ("机会ID,客户ID,产品名称,阶段,预计金额,负责人,截止日期\n" + rows).encode())},
+            data={"entity": "deals"},
+        )
+        assert created.status_code == 202, created.text
+        import_id = uuid.UUID(created.json()["id"])
+        organization_id = uuid.UUID(tenant.organization_id)
+        assert await imports.run_import(app.state.session_factory, organization_id, import_id) == "done"
+
+    await asyncio.gather(batch(), imported(), single_writes())
+    await _assert_facts_equal_a_rebuild(db, tenant.organization_id)
+    report = await _report(client, tenant.headers, "funnel", since=_day(datetime.now(UTC)))
+    assert [step["reached"] for step in report["steps"][:2]] == [20 + 20 + 150 + 150, 20]
+
+
+async def test_rolled_back_writes_leave_the_facts_as_they_were(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    """An atomic batch that fails, a savepoint rolled back inside a transaction that commits, and a
+    deal moved then deleted in one transaction: the facts follow what was committed."""
+    stages = await _stages(client, tenant)
+    deals = [await _deal(client, tenant, name=f"回滚 {n}") for n in range(3)]
+    await _move(client, tenant, deals[0], stages["需求分析"])
+    before = await _assert_facts_equal_a_rebuild(db, tenant.organization_id)
+
+    records: list[dict[str, Any]] = [
+        {"external_id": "新1", "name": "新 1"},
+        {"external_id": "新2", "name": "新 2", "stage_id": stages["方案制定"]},
+        {"external_id": "新3", "name": "新 3", "stage_id": str(uuid.uuid4())},
+    ]
+    assert_problem(await _batch(client, tenant, records, atomic="true"), 422)
+    assert await _assert_facts_equal_a_rebuild(db, tenant.organization_id) == before
+
+    moved, removed = (uuid.UUID(deal["id"]) for deal in deals[1:])
+    # Each deal's one visit moved back three days: its cohort day changes.
+    earlier = text("UPDATE deal_stage_history SET entered_at = entered_at - interval '3 days' WHERE deal_id = :deal")
+    async with db.begin_nested():
+        await db.execute(earlier, {"deal": moved})
+    savepoint = await db.begin_nested()
+    await db.execute(earlier, {"deal": removed})
+    await db.execute(text("UPDATE deals SET archived_at = now() WHERE id = :deal"), {"deal": moved})
+    await savepoint.rollback()
+    await db.execute(earlier, {"deal": removed})
+    await db.execute(text("DELETE FROM deals WHERE id = :deal"), {"deal": removed})
+    await db.commit()
+    after = await _assert_facts_equal_a_rebuild(db, tenant.organization_id)
+    paths = {row[0]: row for row in after["funnel_deal_paths"]}
+    assert removed not in paths and paths[moved][4] is True
+    assert sum(row[5] for row in after["funnel_cohorts"] if row[1]) == 2
+
+
+async def test_stay_buckets_and_the_median_bound(db: AsyncSession) -> None:
+    """The database's bucket of a stay holds it (`bucket_bounds`), and a median read from the
+    buckets is within 5 % (or a second) of the exact one."""
+    import random
+    import statistics
+
+    from app.services.funnel_cohorts import STAY_BUCKET_RATIO, bucket_bounds, histogram_median
+
+    rng = random.Random(5)
+    lengths = [0, 1, 999_999, 1_000_000, 1_050_000, 86_400_000_000] + [
+        int(rng.lognormvariate(13, 4)) for _ in range(300)
+    ]
+    found = await db.execute(
+        text("SELECT m, rapport_funnel_stay_bucket(m) FROM unnest(CAST(:lengths AS bigint[])) AS m"),
+        {"lengths": lengths},
+    )
+    for microseconds, bucket in found:
+        low, high = bucket_bounds(bucket)
+        seconds = microseconds / 1e6
+        assert low * (1 - 1e-12) <= seconds < high * (1 + 1e-12), (microseconds, bucket)
+
+    for _ in range(200):
+        stays = [rng.lognormvariate(rng.uniform(0, 14), rng.uniform(0.1, 3)) for _ in range(rng.randrange(1, 60))]
+        counts: dict[int, int] = {}
+        for seconds in stays:
+            bucket = 0 if seconds < 1 else 1 + int(math.log(seconds) / math.log(STAY_BUCKET_RATIO))
+            counts[bucket] = counts.get(bucket, 0) + 1
+        exact = statistics.median(stays)
+        estimate = histogram_median(counts)
+        assert estimate is not None
+        assert abs(estimate - exact) <= max((STAY_BUCKET_RATIO - 1) * exact, 1.0), (stays, estimate, exact)

@@ -12,8 +12,10 @@ from app.models.deal import Deal, DealContact, DealLineItem, DealStageVisit
 from app.models.duplicate import DuplicateScan, ScannedPair
 from app.models.event import Event, EventFanout, EventStream
 from app.models.export import Export
+from app.models.funnel import FunnelCohort, FunnelDealPath, FunnelStay
 from app.models.idempotency import IdempotencyRecord
 from app.models.lifecycle import LifecycleChange
+from app.models.mail import MailMessage
 from app.models.order import Order, OrderLineItem
 from app.models.organization import (
     ApiKey,
@@ -52,10 +54,14 @@ __all__ = [
     "EventFanout",
     "EventStream",
     "Export",
+    "FunnelCohort",
+    "FunnelDealPath",
+    "FunnelStay",
     "IdempotencyRecord",
     "ImportIssue",
     "LeadScore",
     "LifecycleChange",
+    "MailMessage",
     "Order",
     "OrderLineItem",
     "Organization",

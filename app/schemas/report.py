@@ -24,16 +24,23 @@ class FunnelStepRead(ReadSchema):
     name: str
     kind: StageKind = Field(description="`open`, or `won` for the last step (every live won stage)")
     position: int
-    reached: int = Field(description="Deals that entered this step or a later one in the period")
+    reached: int = Field(
+        description="cohort: deals of the cohort that have entered this step or a later one; entered: deals "
+        "that entered this step or a later one in the period"
+    )
     conversion_from_previous: Ratio = Field(description="reached / the previous step's reached; null on the first")
     conversion_from_first: Ratio = Field(description="reached / the first step's reached")
-    median_days: float | None = Field(description="Median stay in this stage of the visits entered in the period")
+    median_days: float | None = Field(
+        description="Median finished stay in this stage: of the cohort's visits (within 5 %), or of the visits "
+        "entered in the period (exact)"
+    )
     average_days: float | None = Field(description="Average stay, as median_days")
     stays: int = Field(description="The finished stays median_days and average_days are computed over")
 
 
 class FunnelRead(ReadSchema):
     pipeline_id: uuid.UUID
+    basis: Literal["cohort", "entered"]
     since: datetime
     until: datetime
     owner_id: uuid.UUID | None

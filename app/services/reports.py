@@ -46,9 +46,10 @@ from app.core.principal import Principal
 from app.core.repository import TenantRepository
 from app.models.deal import Deal, DealStageVisit
 from app.models.organization import User
-from app.models.pipeline import Pipeline
-from app.services import pipelines
+from app.models.pipeline import Pipeline, PipelineStage
+from app.services import funnel_cohorts, pipelines
 from app.services.deals import DEALS
+from app.services.funnel_cohorts import StayFigures
 
 CENT: Final = Decimal("0.01")
 DAY_SECONDS: Final = 86_400
@@ -64,6 +65,14 @@ _LOST: Final[ColumnElement[str]] = literal_column("'lost'")
 class ForecastGrouping(StrEnum):
     month = "month"
     owner = "owner"
+
+
+class FunnelBasis(StrEnum):
+    """Which deals a funnel counts: a cohort (first entry into the pipeline in the period, read
+    from the facts kept at write time) or the stage entries in the period (raw history)."""
+
+    cohort = "cohort"
+    entered = "entered"
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -160,6 +169,7 @@ class FunnelStep:
 @dataclass(frozen=True, slots=True)
 class Funnel:
     pipeline_id: uuid.UUID
+    basis: FunnelBasis
     since: datetime
     until: datetime
     owner_id: uuid.UUID | None
@@ -172,6 +182,50 @@ async def _pipeline(session: AsyncSession, principal: Principal, pipeline_id: uu
     return await pipelines.get_pipeline(session, principal, pipeline_id)
 
 
+@dataclass(frozen=True, slots=True)
+class _Steps:
+    """A pipeline's funnel steps now: live open stages in position order (steps 0, 1, …), then
+    every live won stage as the one last step."""
+
+    opens: list[PipelineStage]
+    wons: list[PipelineStage]
+
+    @classmethod
+    def of(cls, pipeline: Pipeline) -> _Steps:
+        return cls(
+            opens=[stage for stage in pipeline.stages if stage.kind is StageKind.open],
+            wons=[stage for stage in pipeline.stages if stage.kind is StageKind.won],
+        )
+
+    @property
+    def numbered(self) -> dict[uuid.UUID, int]:
+        won_step = len(self.opens)
+        return {stage.id: step for step, stage in enumerate(self.opens)} | {stage.id: won_step for stage in self.wons}
+
+    def build(self, reached: list[int], stays: dict[uuid.UUID, StayFigures]) -> list[FunnelStep]:
+        """The reply's steps from the deals that reached each step and the open stages' stays."""
+        result: list[FunnelStep] = []
+        first = reached[0] if reached else 0
+        for step, stage in enumerate([*self.opens, *self.wons[:1]]):
+            previous = result[-1].reached if result else None
+            figures = stays.get(stage.id) if stage.kind is StageKind.open else None
+            result.append(
+                FunnelStep(
+                    stage_id=stage.id,
+                    name=stage.name,
+                    kind=stage.kind,
+                    position=stage.position,
+                    reached=reached[step],
+                    conversion_from_previous=None if previous is None else _ratio(reached[step], previous),
+                    conversion_from_first=_ratio(reached[step], first),
+                    median_days=_days(figures.median_seconds) if figures else None,
+                    average_days=_days(figures.average_seconds) if figures else None,
+                    stays=figures.stays if figures else 0,
+                )
+            )
+        return result
+
+
 async def funnel(
     session: AsyncSession,
     principal: Principal,
@@ -180,23 +234,71 @@ async def funnel(
     since: Moment | None,
     until: Moment | None,
     owner_id: uuid.UUID | None = None,
+    basis: FunnelBasis = FunnelBasis.cohort,
 ) -> Funnel:
     """Conversion through the pipeline's live open stages, in order, and then won.
 
     Steps are numbered 0, 1, … over the live open stages in position order; every live won stage
-    is the last step. A deal *reached* step k in the period when one of its stage visits that
-    entered in `[since, until)` is to a stage of step ≥ k (so a deal that entered 方案制定 reached
-    潜在客户 and 需求分析 too, even if it skipped them or entered them before the period). Lost
-    and archived stages are no step. `median_days` / `average_days`: the time spent in that very
-    stage by the visits that entered it in the period and have left it since (stays still going
-    on are not counted); none for the won step.
+    is the last step. Lost and archived stages are no step; archived deals are left out.
+
+    `cohort` (the default): the deals whose first stage visit in the pipeline falls in the period,
+    which is widened to whole UTC days; a deal *reached* step k when it has ever entered (up to
+    now) a stage at step ≥ k. Stays: the cohort's finished visits to each open stage, the average
+    exact and the median within 5 % (see `funnel_cohorts`). Read from the facts the database keeps.
+    `entered`: see `_entered_funnel`, which reads the raw stage history (slow on large data).
     """
     start, end = period(since, until)
     pipeline = await _pipeline(session, principal, pipeline_id)
-    opens = [stage for stage in pipeline.stages if stage.kind is StageKind.open]
-    wons = [stage for stage in pipeline.stages if stage.kind is StageKind.won]
-    won_step = len(opens)
-    numbered = {stage.id: step for step, stage in enumerate(opens)} | {stage.id: won_step for stage in wons}
+    steps = _Steps.of(pipeline)
+    if basis is FunnelBasis.entered:
+        reached, stays = await _entered_funnel(session, principal, pipeline, steps, start, end, owner_id)
+    else:
+        start, end = funnel_cohorts.whole_days(start, end)
+        await _large_report(session)
+        facts = await funnel_cohorts.cohort_facts(
+            session,
+            principal,
+            pipeline_id=pipeline.id,
+            first_day=start.date(),
+            after_day=end.date(),
+            stage_ids=[stage.id for stage in steps.opens],
+            owner_id=owner_id,
+        )
+        numbered = steps.numbered
+        reached = [0] * (len(steps.opens) + 1)
+        for stage_set, deals in facts.deals_by_stage_set:
+            # The furthest step the set reaches in the stages' order now (none: only lost or archived).
+            furthest = max((numbered[stage] for stage in stage_set if stage in numbered), default=None)
+            for step in range(0 if furthest is None else furthest + 1):
+                reached[step] += deals
+        stays = facts.stays
+    return Funnel(
+        pipeline_id=pipeline.id,
+        basis=basis,
+        since=start,
+        until=end,
+        owner_id=owner_id,
+        steps=steps.build(reached, stays),
+    )
+
+
+async def _entered_funnel(
+    session: AsyncSession,
+    principal: Principal,
+    pipeline: Pipeline,
+    steps: _Steps,
+    start: datetime,
+    end: datetime,
+    owner_id: uuid.UUID | None,
+) -> tuple[list[int], dict[uuid.UUID, StayFigures]]:
+    """Basis `entered`, from the raw stage history: a deal *reached* step k in the period when one
+    of its stage visits that entered in `[since, until)` is to a stage of step ≥ k (so a deal that
+    entered 方案制定 reached 潜在客户 and 需求分析 too, even if it skipped them or entered them
+    before the period). `median_days` / `average_days`: the time spent in that very stage by the
+    visits that entered it in the period and have left it since (stays still going on are not
+    counted), exact; none for the won step. Returns reached per step and the stays per stage."""
+    won_step = len(steps.opens)
+    numbered = steps.numbered
     await _large_report(session)
 
     visit = DealStageVisit
@@ -247,34 +349,16 @@ async def funnel(
         .where(visits.c.exited_at.is_not(None), visits.c.step < won_step)
         .group_by(visits.c.stage_id)
     )
-    durations = {row.stage_id: row for row in await session.execute(stays)}
+    durations = {
+        row.stage_id: StayFigures(stays=row.n, median_seconds=row.median_s, average_seconds=row.avg_s)
+        for row in await session.execute(stays)
+    }
 
     def reached_at(step: int) -> int:
         later = [s for s in running if s >= step]
         return running[min(later)] if later else 0
 
-    shown = [*opens, *wons[:1]]
-    result: list[FunnelStep] = []
-    first = reached_at(0)
-    for step, stage in enumerate(shown):
-        count = reached_at(step)
-        previous = result[-1].reached if result else None
-        stay_row = durations.get(stage.id) if stage.kind is StageKind.open else None
-        result.append(
-            FunnelStep(
-                stage_id=stage.id,
-                name=stage.name,
-                kind=stage.kind,
-                position=stage.position,
-                reached=count,
-                conversion_from_previous=None if previous is None else _ratio(count, previous),
-                conversion_from_first=_ratio(count, first),
-                median_days=_days(stay_row.median_s) if stay_row else None,
-                average_days=_days(stay_row.avg_s) if stay_row else None,
-                stays=stay_row.n if stay_row else 0,
-            )
-        )
-    return Funnel(pipeline_id=pipeline.id, since=start, until=end, owner_id=owner_id, steps=result)
+    return [reached_at(step) for step in range(won_step + 1)], durations
 
 
 # --------------------------------------------------------------------------- forecast
