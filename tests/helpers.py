@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
 
+MIGRATIONS = Path(__file__).parents[1] / "migrations" / "versions"
 PASSWORD = "correct horse battery staple"
 PROBLEM = "application/problem+json"
 
@@ -100,3 +104,12 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
 
 def error_locs(response: httpx.Response) -> list[list[Any]]:
     return [error["loc"] for error in response.json()["errors"]]
+
+
+def migration(file_name: str) -> ModuleType:
+    """A migration's module, loaded from its file, so a test can run the SQL it runs."""
+    spec = importlib.util.spec_from_file_location(file_name.removesuffix(".py"), MIGRATIONS / file_name)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

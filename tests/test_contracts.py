@@ -1,6 +1,6 @@
 """Contracts: gapless numbering under concurrency, dates and validation, the transition table,
-renewal reminders and expiry claimed exactly once, templates rendered in a bounded sandbox,
-concurrency control, roles, idempotency and tenancy."""
+renewal reminders and expiry claimed exactly once, templates rendered in a bounded sandbox, owners
+and record visibility, the owners' backfill, concurrency control, roles, idempotency and tenancy."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.enums import ContractStatus
 from app.core.permissions import Role, Scope
@@ -20,9 +22,10 @@ from app.schemas.contract import ContractCreate
 from app.services import contracts
 from app.services.contract_templates import TemplateFailed, render_now
 from app.services.contracts import TRANSITIONS
-from tests.helpers import Tenant, add_api_key, add_user, assert_problem, create, error_locs
+from tests.helpers import Tenant, add_api_key, add_user, assert_problem, create, error_locs, migration
 
 CONTRACTS = "/api/v1/contracts"
+DEALS = "/api/v1/deals"
 TEMPLATES = "/api/v1/contract-templates"
 # The moves that take a new draft to each status (expiry needs an end date in the past).
 PATHS = {
@@ -246,6 +249,7 @@ async def test_the_renewal_reminder_goes_out_once(app: Any, client: httpx.AsyncC
     reminders = [e for e in await _events(client, tenant, due["id"]) if e["type"] == "contract.renewal_due"]
     assert len(reminders) == 1
     assert reminders[0]["actor_type"] == "system" and reminders[0]["data"]["end_date"] == due["end_date"]
+    assert reminders[0]["data"]["owner_id"] == tenant.user_id
     for quiet in (early, short_notice):
         assert "contract.renewal_due" not in await _event_types(client, tenant, quiet["id"])
     current = (await client.get(f"{CONTRACTS}/{due['id']}", headers=tenant.headers)).json()
@@ -380,6 +384,158 @@ def test_a_render_is_bounded_in_time() -> None:
     with pytest.raises(TemplateFailed, match=r"longer than 0\.2 s"):
         render_now(loop, {}, max_chars=100_000, timeout_seconds=0.2)
     assert datetime.now(UTC) - started < timedelta(seconds=2)
+
+
+async def test_the_owner_is_the_deals_else_the_creator(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    rep = await add_user(client, tenant, "sales")
+    company = await _company(client, tenant)
+    assert (await _contract(client, tenant, company_id=company["id"]))["owner_id"] == tenant.user_id
+    by_rep = await create(client, CONTRACTS, rep.headers, **_body(company["id"]))
+    assert by_rep["owner_id"] == rep.user_id
+    reps_deal = await create(client, DEALS, tenant.headers, name="ERP", owner_id=rep.user_id)
+    from_deal = await _contract(client, tenant, company_id=company["id"], deal_id=reps_deal["id"])
+    assert from_deal["owner_id"] == rep.user_id
+    unowned_deal = await create(client, DEALS, tenant.headers, name="ERP", owner_id=None)
+    from_unowned = await _contract(client, tenant, company_id=company["id"], deal_id=unowned_deal["id"])
+    assert from_unowned["owner_id"] == tenant.user_id
+    key = await add_api_key(client, tenant, ["contracts:write"])
+    assert (await create(client, CONTRACTS, key, **_body(company["id"])))["owner_id"] is None
+    by_key = await create(client, CONTRACTS, key, **_body(company["id"], deal_id=reps_deal["id"]))
+    assert by_key["owner_id"] == rep.user_id
+
+
+async def test_an_owner_sent_must_be_an_active_user_of_the_organisation(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    leaver = await add_user(client, tenant, "sales")
+    company = await _company(client, tenant)
+    chosen = await _contract(client, tenant, company_id=company["id"], owner_id=leaver.user_id)
+    assert chosen["owner_id"] == leaver.user_id
+    unowned = await _contract(client, tenant, company_id=company["id"], owner_id=None)
+    assert unowned["owner_id"] is None
+    response = await client.post(f"/api/v1/users/{leaver.user_id}/deactivate", headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    for owner_id in (leaver.user_id, other_tenant.user_id, str(uuid.uuid4())):
+        response = await client.post(CONTRACTS, headers=tenant.headers, json=_body(company["id"], owner_id=owner_id))
+        assert_problem(response, 422)
+        assert error_locs(response) == [["body", "owner_id"]]
+        url = f"{CONTRACTS}/{unowned['id']}"
+        response = await client.patch(url, headers=tenant.headers, json={"owner_id": owner_id})
+        assert error_locs(response) == [["body", "owner_id"]]
+    # A deactivated owner stays until someone else is named.
+    response = await client.patch(
+        f"{CONTRACTS}/{chosen['id']}", headers=tenant.headers, json={"owner_id": leaver.user_id, "title": "交接中"}
+    )
+    assert response.status_code == 200 and response.json()["owner_id"] == leaver.user_id
+
+
+async def test_the_owner_changes_in_any_status_audited_and_announced(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    rep = await add_user(client, tenant, "sales")
+    contract = await _contract(client, tenant, start_date="2025-01-01", end_date="2025-12-31")
+    await _walk(client, tenant, contract["id"], PATHS[ContractStatus.expired])
+    url = f"{CONTRACTS}/{contract['id']}"
+    response = await client.patch(url, headers=tenant.headers, json={"owner_id": rep.user_id})
+    assert response.status_code == 200, response.text
+    assert response.json()["owner_id"] == rep.user_id and response.json()["version"] == 6
+    change = {"owner_id": {"before": tenant.user_id, "after": rep.user_id}}
+    audit = (await client.get("/api/v1/audit-log", headers=tenant.headers, params={"entity_id": contract["id"]})).json()
+    assert audit["items"][0]["action"] == "update" and audit["items"][0]["changes"] == change
+    updated = [event for event in await _events(client, tenant, contract["id"]) if event["type"] == "contract.updated"]
+    assert [event["changes"] for event in updated] == [change] and updated[0]["data"]["owner_id"] == rep.user_id
+    response = await client.patch(url, headers=tenant.headers, json={"owner_id": None})
+    assert response.status_code == 200 and response.json()["owner_id"] is None
+    assert (await client.get(CONTRACTS, headers=tenant.headers, params={"owner_id": rep.user_id})).json()["items"] == []
+
+
+@pytest.mark.parametrize("setting", ["own", "team"])
+async def test_record_visibility_for_restricted_roles(client: httpx.AsyncClient, tenant: Tenant, setting: str) -> None:
+    sales = await add_user(client, tenant, "sales")
+    teammate = await add_user(client, tenant, "sales")
+    stranger = await add_user(client, tenant, "sales")
+    manager = await add_user(client, tenant, "manager")
+    await create(client, "/api/v1/teams", tenant.headers, name="华东", member_ids=[sales.user_id, teammate.user_id])
+    company = await _company(client, tenant)
+    owners = {"mine": sales.user_id, "mates": teammate.user_id, "theirs": stranger.user_id, "unowned": None}
+    contracts_by_title = {
+        title: await _contract(client, tenant, company_id=company["id"], owner_id=owner_id, title=title)
+        for title, owner_id in owners.items()
+    }
+    for contract in contracts_by_title.values():
+        rendered = await client.post(f"{CONTRACTS}/{contract['id']}/render", headers=tenant.headers)
+        assert rendered.status_code == 200, rendered.text
+    patched = await client.patch("/api/v1/organization", headers=tenant.headers, json={"record_visibility": setting})
+    assert patched.status_code == 200
+
+    async def visible(user: Tenant, **params: str) -> set[str]:
+        page = (await client.get(CONTRACTS, headers=user.headers, params=params)).json()
+        return {contract["title"] for contract in page["items"]}
+
+    expected = {"mine"} if setting == "own" else {"mine", "mates"}
+    assert await visible(sales) == expected
+    assert await visible(sales, owner_id=sales.user_id) == {"mine"}
+    assert await visible(sales, owner_id=stranger.user_id) == set()
+    assert await visible(manager) == set(owners)
+    assert await visible(manager, owner_id=stranger.user_id) == {"theirs"}
+    mine = f"{CONTRACTS}/{contracts_by_title['mine']['id']}"
+    assert (await client.get(mine, headers=sales.headers)).status_code == 200
+    assert (await client.get(f"{mine}/document", headers=sales.headers)).status_code == 200
+    assert (await client.post(f"{mine}/render", headers=sales.headers)).status_code == 200
+    assert (await _transition(client, sales, contracts_by_title["mine"]["id"], "sent")).status_code == 200
+    hidden = ["theirs", "unowned"] + (["mates"] if setting == "own" else [])
+    for title in hidden:
+        contract_id = contracts_by_title[title]["id"]
+        url = f"{CONTRACTS}/{contract_id}"
+        for response in (
+            await client.get(url, headers=sales.headers),
+            await client.get(f"{url}/document", headers=sales.headers),
+            await client.patch(url, headers=sales.headers, json={"title": "x"}),
+            await _transition(client, sales, contract_id, "sent"),
+            await client.post(f"{url}/render", headers=sales.headers),
+        ):
+            assert_problem(response, 404)
+    # Handing a contract over hides it from the rep who gave it away.
+    handed = await client.patch(mine, headers=sales.headers, json={"owner_id": stranger.user_id})
+    assert handed.status_code == 200, handed.text
+    assert_problem(await client.get(mine, headers=sales.headers), 404)
+    strangers = (await client.get(CONTRACTS, headers=tenant.headers, params={"owner_id": stranger.user_id})).json()
+    assert {contract["title"]: contract["version"] for contract in strangers["items"]} == {"mine": 5, "theirs": 2}
+
+
+async def test_the_migrations_backfill_gives_the_owner_a_create_gives(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    rep = await add_user(client, tenant, "sales")
+    company_id = (await _company(client, tenant))["id"]
+    reps_deal = await create(client, DEALS, tenant.headers, name="ERP", owner_id=rep.user_id)
+    unowned_deal = await create(client, DEALS, tenant.headers, name="ERP", owner_id=None)
+    key = await add_api_key(client, tenant, ["contracts:write"])
+    made = {
+        "rep's, no deal": await create(client, CONTRACTS, rep.headers, **_body(company_id)),
+        "owner's, rep's deal": await _contract(client, tenant, company_id=company_id, deal_id=reps_deal["id"]),
+        "owner's, unowned deal": await _contract(client, tenant, company_id=company_id, deal_id=unowned_deal["id"]),
+        "key's, no deal": await create(client, CONTRACTS, key, **_body(company_id)),
+        "key's, rep's deal": await create(client, CONTRACTS, key, **_body(company_id, deal_id=reps_deal["id"])),
+    }
+    module = migration("2026_11_30_0022_order_contract_owners.py")
+    backfill = module._BACKFILL.format(table="contracts", entity="contract")
+    organization = {"organization_id": tenant.organization_id}
+    await db.execute(
+        text("UPDATE contracts SET owner_id = NULL WHERE organization_id = :organization_id"), organization
+    )
+    await db.execute(text(backfill))
+    rows = await db.execute(
+        text("SELECT id, owner_id FROM contracts WHERE organization_id = :organization_id"), organization
+    )
+    backfilled = {str(row.id): str(row.owner_id) if row.owner_id else None for row in rows}
+    await db.rollback()
+    assert {name: backfilled[contract["id"]] for name, contract in made.items()} == {
+        "rep's, no deal": rep.user_id,
+        "owner's, rep's deal": rep.user_id,
+        "owner's, unowned deal": tenant.user_id,
+        "key's, no deal": None,
+        "key's, rep's deal": rep.user_id,
+    }
+    assert all(backfilled[contract["id"]] == contract["owner_id"] for contract in made.values())
 
 
 async def test_stale_if_match_is_412_and_writes_nothing(client: httpx.AsyncClient, tenant: Tenant) -> None:

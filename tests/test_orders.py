@@ -1,5 +1,6 @@
 """Orders: server pricing with Decimal rounding, the status transition table, editing rules,
-orders from won deals, concurrency control, roles, idempotency and tenancy."""
+orders from won deals, owners and record visibility, the owners' backfill, concurrency control,
+roles, idempotency and tenancy."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.enums import OrderStatus
 from app.services.orders import TRANSITIONS
-from tests.helpers import Tenant, add_api_key, add_user, assert_problem, create, error_locs
+from tests.helpers import Tenant, add_api_key, add_user, assert_problem, create, error_locs, migration
 
 ORDERS = "/api/v1/orders"
 DEALS = "/api/v1/deals"
@@ -285,6 +288,157 @@ async def test_lists_filter_by_status_and_customer(client: httpx.AsyncClient, te
     one = (await client.get(ORDERS, headers=tenant.headers, params={"limit": 1})).json()
     rest = (await client.get(ORDERS, headers=tenant.headers, params={"cursor": one["next_cursor"]})).json()
     assert [o["id"] for o in one["items"] + rest["items"]] == [second["id"], first["id"]]
+
+
+async def test_the_owner_is_the_deals_else_the_creator(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    rep = await add_user(client, tenant, "sales")
+    company = await _company(client, tenant)
+    assert (await _order(client, tenant, company_id=company["id"]))["owner_id"] == tenant.user_id
+    assert (await _order(client, rep, company_id=company["id"]))["owner_id"] == rep.user_id
+    reps_deal = await create(client, DEALS, tenant.headers, name="ERP", owner_id=rep.user_id)
+    from_deal = await _order(client, tenant, company_id=company["id"], deal_id=reps_deal["id"])
+    assert from_deal["owner_id"] == rep.user_id
+    unowned_deal = await create(client, DEALS, tenant.headers, name="ERP", owner_id=None)
+    from_unowned = await _order(client, tenant, company_id=company["id"], deal_id=unowned_deal["id"])
+    assert from_unowned["owner_id"] == tenant.user_id
+    won = await _won_deal(client, tenant, company_id=company["id"], owner_id=rep.user_id)
+    response = await client.post(f"{DEALS}/{won['id']}/order", headers=tenant.headers)
+    assert response.status_code == 201 and response.json()["owner_id"] == rep.user_id
+    won_unowned = await _won_deal(client, tenant, company_id=company["id"], owner_id=None)
+    response = await client.post(f"{DEALS}/{won_unowned['id']}/order", headers=tenant.headers)
+    assert response.status_code == 201 and response.json()["owner_id"] == tenant.user_id
+    key = await add_api_key(client, tenant, ["orders:write"])
+    by_key = await client.post(ORDERS, headers=key, json={"company_id": company["id"], "line_items": [LINE]})
+    assert by_key.status_code == 201 and by_key.json()["owner_id"] is None
+    by_key = await client.post(
+        ORDERS, headers=key, json={"company_id": company["id"], "deal_id": reps_deal["id"], "line_items": [LINE]}
+    )
+    assert by_key.status_code == 201 and by_key.json()["owner_id"] == rep.user_id
+
+
+async def test_an_owner_sent_must_be_an_active_user_of_the_organisation(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    rep = await add_user(client, tenant, "sales")
+    leaver = await add_user(client, tenant, "sales")
+    company = await _company(client, tenant)
+    reps_deal = await create(client, DEALS, tenant.headers, name="ERP", owner_id=rep.user_id)
+    chosen = await _order(client, tenant, company_id=company["id"], deal_id=reps_deal["id"], owner_id=leaver.user_id)
+    assert chosen["owner_id"] == leaver.user_id
+    unowned = await _order(client, tenant, company_id=company["id"], deal_id=reps_deal["id"], owner_id=None)
+    assert unowned["owner_id"] is None
+    response = await client.post(f"/api/v1/users/{leaver.user_id}/deactivate", headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    url = f"{ORDERS}/{chosen['id']}"
+    for owner_id in (leaver.user_id, other_tenant.user_id, str(uuid.uuid4())):
+        body = {"company_id": company["id"], "line_items": [LINE], "owner_id": owner_id}
+        response = await client.post(ORDERS, headers=tenant.headers, json=body)
+        assert_problem(response, 422)
+        assert error_locs(response) == [["body", "owner_id"]]
+        response = await client.patch(f"{ORDERS}/{unowned['id']}", headers=tenant.headers, json={"owner_id": owner_id})
+        assert error_locs(response) == [["body", "owner_id"]]
+    # A deactivated owner stays until someone else is named.
+    response = await client.patch(url, headers=tenant.headers, json={"owner_id": leaver.user_id, "notes": "交接中"})
+    assert response.status_code == 200 and response.json()["owner_id"] == leaver.user_id
+
+
+async def test_the_owner_changes_in_any_status_audited_and_announced(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    rep = await add_user(client, tenant, "sales")
+    order = await _order(client, tenant)
+    for step in PATHS[OrderStatus.paid]:
+        assert (await _transition(client, tenant, order["id"], step)).status_code == 200
+    url = f"{ORDERS}/{order['id']}"
+    response = await client.patch(url, headers=tenant.headers, json={"owner_id": rep.user_id})
+    assert response.status_code == 200, response.text
+    assert response.json()["owner_id"] == rep.user_id and response.json()["version"] == 5
+    change = {"owner_id": {"before": tenant.user_id, "after": rep.user_id}}
+    latest = (await _audit(client, tenant, order["id"]))[0]
+    assert latest["action"] == "update" and latest["changes"] == change
+    events = (await client.get("/api/v1/events", headers=tenant.headers, params={"type": "order.updated"})).json()
+    [updated] = [event for event in events["items"] if event["entity_id"] == order["id"]]
+    assert updated["changes"] == change and updated["data"]["owner_id"] == rep.user_id
+    response = await client.patch(url, headers=tenant.headers, json={"owner_id": None})
+    assert response.status_code == 200 and response.json()["owner_id"] is None
+    assert (await client.get(ORDERS, headers=tenant.headers, params={"owner_id": rep.user_id})).json()["items"] == []
+
+
+@pytest.mark.parametrize("setting", ["own", "team"])
+async def test_record_visibility_for_restricted_roles(client: httpx.AsyncClient, tenant: Tenant, setting: str) -> None:
+    sales = await add_user(client, tenant, "sales")
+    teammate = await add_user(client, tenant, "sales")
+    stranger = await add_user(client, tenant, "sales")
+    manager = await add_user(client, tenant, "manager")
+    await create(client, "/api/v1/teams", tenant.headers, name="华东", member_ids=[sales.user_id, teammate.user_id])
+    company = await _company(client, tenant)
+    owners = {"mine": sales.user_id, "mates": teammate.user_id, "theirs": stranger.user_id, "unowned": None}
+    orders = {
+        name: await _order(client, tenant, company_id=company["id"], owner_id=owner_id, notes=name)
+        for name, owner_id in owners.items()
+    }
+    strangers_deal = await _won_deal(client, tenant, company_id=company["id"], owner_id=stranger.user_id)
+    patched = await client.patch("/api/v1/organization", headers=tenant.headers, json={"record_visibility": setting})
+    assert patched.status_code == 200
+
+    async def visible(user: Tenant, **params: str) -> set[str]:
+        page = (await client.get(ORDERS, headers=user.headers, params=params)).json()
+        return {order["notes"] for order in page["items"]}
+
+    expected = {"mine"} if setting == "own" else {"mine", "mates"}
+    assert await visible(sales) == expected
+    assert await visible(sales, owner_id=sales.user_id) == {"mine"}
+    assert await visible(sales, owner_id=stranger.user_id) == set()
+    assert await visible(manager) == set(owners)
+    assert await visible(manager, owner_id=stranger.user_id) == {"theirs"}
+    mine = orders["mine"]["id"]
+    assert (await client.get(f"{ORDERS}/{mine}", headers=sales.headers)).status_code == 200
+    assert (await _transition(client, sales, mine, "confirmed")).status_code == 200
+    hidden = ["theirs", "unowned"] + (["mates"] if setting == "own" else [])
+    for name in hidden:
+        order_id = orders[name]["id"]
+        assert_problem(await client.get(f"{ORDERS}/{order_id}", headers=sales.headers), 404)
+        assert_problem(await client.patch(f"{ORDERS}/{order_id}", headers=sales.headers, json={"notes": "x"}), 404)
+        assert_problem(await _transition(client, sales, order_id, "confirmed"), 404)
+    assert_problem(await client.post(f"{DEALS}/{strangers_deal['id']}/order", headers=sales.headers), 404)
+    # Handing an order over hides it from the rep who gave it away.
+    handed = await client.patch(f"{ORDERS}/{mine}", headers=sales.headers, json={"owner_id": stranger.user_id})
+    assert handed.status_code == 200, handed.text
+    assert_problem(await client.get(f"{ORDERS}/{mine}", headers=sales.headers), 404)
+    strangers = (await client.get(ORDERS, headers=tenant.headers, params={"owner_id": stranger.user_id})).json()
+    assert {order["notes"]: order["version"] for order in strangers["items"]} == {"mine": 3, "theirs": 1}
+
+
+async def test_the_migrations_backfill_gives_the_owner_a_create_gives(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    rep = await add_user(client, tenant, "sales")
+    company = await _company(client, tenant)
+    reps_deal = await create(client, DEALS, tenant.headers, name="ERP", owner_id=rep.user_id)
+    unowned_deal = await create(client, DEALS, tenant.headers, name="ERP", owner_id=None)
+    key = await add_api_key(client, tenant, ["orders:write"])
+    made = {
+        "rep's, no deal": await _order(client, rep, company_id=company["id"]),
+        "owner's, rep's deal": await _order(client, tenant, company_id=company["id"], deal_id=reps_deal["id"]),
+        "owner's, unowned deal": await _order(client, tenant, company_id=company["id"], deal_id=unowned_deal["id"]),
+        "key's, no deal": await create(client, ORDERS, key, company_id=company["id"]),
+        "key's, rep's deal": await create(client, ORDERS, key, company_id=company["id"], deal_id=reps_deal["id"]),
+    }
+    backfill = migration("2026_11_30_0022_order_contract_owners.py")._BACKFILL.format(table="orders", entity="order")
+    organization = {"organization_id": tenant.organization_id}
+    await db.execute(text("UPDATE orders SET owner_id = NULL WHERE organization_id = :organization_id"), organization)
+    await db.execute(text(backfill))
+    rows = await db.execute(
+        text("SELECT id, owner_id FROM orders WHERE organization_id = :organization_id"), organization
+    )
+    backfilled = {str(row.id): str(row.owner_id) if row.owner_id else None for row in rows}
+    await db.rollback()
+    assert {name: backfilled[order["id"]] for name, order in made.items()} == {
+        "rep's, no deal": rep.user_id,
+        "owner's, rep's deal": rep.user_id,
+        "owner's, unowned deal": tenant.user_id,
+        "key's, no deal": None,
+        "key's, rep's deal": rep.user_id,
+    }
+    assert all(backfilled[order["id"]] == order["owner_id"] for order in made.values())
 
 
 async def test_stale_if_match_is_412_and_writes_nothing(client: httpx.AsyncClient, tenant: Tenant) -> None:

@@ -53,6 +53,7 @@ class Contract(TenantMixin, TimestampMixin, VersionedMixin, Base):
     __table_args__ = (
         ForeignKeyConstraint(["organization_id", "company_id"], ["companies.organization_id", "companies.id"]),
         ForeignKeyConstraint(["organization_id", "deal_id"], ["deals.organization_id", "deals.id"]),
+        ForeignKeyConstraint(["organization_id", "owner_id"], ["users.organization_id", "users.id"]),
         ForeignKeyConstraint(
             ["organization_id", "template_id"], ["contract_templates.organization_id", "contract_templates.id"]
         ),
@@ -63,6 +64,7 @@ class Contract(TenantMixin, TimestampMixin, VersionedMixin, Base):
         Index("ix_contracts_organization_id_status_id", "organization_id", "status", "id"),
         Index("ix_contracts_organization_id_company_id", "organization_id", "company_id"),
         Index("ix_contracts_organization_id_deal_id", "organization_id", "deal_id"),
+        Index("ix_contracts_organization_id_owner_id_id", "organization_id", "owner_id", "id"),
         # What the daily jobs scan, across organisations: active contracts by end date.
         Index("ix_contracts_active_end_date", "end_date", postgresql_where=text("status = 'active'")),
     )
@@ -72,6 +74,8 @@ class Contract(TenantMixin, TimestampMixin, VersionedMixin, Base):
     company_id: Mapped[uuid.UUID]
     deal_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     template_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    # Whose contract it is: the organisation's record visibility restricts sales reps by it.
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     status: Mapped[ContractStatus] = mapped_column(
         str_enum(ContractStatus, "contract_status"), default=ContractStatus.draft
     )

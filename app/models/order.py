@@ -19,17 +19,21 @@ class Order(TenantMixin, TimestampMixin, VersionedMixin, Base):
         ForeignKeyConstraint(["organization_id", "contact_id"], ["contacts.organization_id", "contacts.id"]),
         ForeignKeyConstraint(["organization_id", "company_id"], ["companies.organization_id", "companies.id"]),
         ForeignKeyConstraint(["organization_id", "deal_id"], ["deals.organization_id", "deals.id"]),
+        ForeignKeyConstraint(["organization_id", "owner_id"], ["users.organization_id", "users.id"]),
         CheckConstraint("contact_id IS NOT NULL OR company_id IS NOT NULL", name="has_customer"),
         CheckConstraint("subtotal >= 0 AND tax_total >= 0 AND total = subtotal + tax_total", name="totals"),
         Index("ix_orders_organization_id_status_id", "organization_id", "status", "id"),
         Index("ix_orders_organization_id_company_id", "organization_id", "company_id"),
         Index("ix_orders_organization_id_contact_id", "organization_id", "contact_id"),
         Index("ix_orders_organization_id_deal_id", "organization_id", "deal_id"),
+        Index("ix_orders_organization_id_owner_id_id", "organization_id", "owner_id", "id"),
     )
 
     contact_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     company_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     deal_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    # Whose order it is: the organisation's record visibility restricts sales reps by it.
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     status: Mapped[OrderStatus] = mapped_column(str_enum(OrderStatus, "order_status"), default=OrderStatus.draft)
     currency: Mapped[str] = mapped_column(String(3))
     # Sums of the lines' rounded amounts, kept on the order so that reports need no join.

@@ -27,6 +27,11 @@ class ContractCreate(InputSchema):
     title: str = Field(min_length=1, max_length=300)
     company_id: uuid.UUID
     deal_id: uuid.UUID | None = None
+    owner_id: uuid.UUID | None = Field(
+        default=None,
+        description="Defaults to the owner of the deal named by deal_id, else the creating user (API keys: "
+        "unowned); null for an unowned contract",
+    )
     template_id: uuid.UUID | None = Field(
         default=None, description="The template its document is rendered from; the built-in one when left out"
     )
@@ -54,7 +59,7 @@ class ContractCreate(InputSchema):
 
 
 class ContractUpdate(PatchSchema):
-    """Everything but `renewal_notice_days` changes only while the contract is a draft."""
+    """Everything but `renewal_notice_days` and `owner_id` changes only while the contract is a draft."""
 
     non_nullable: ClassVar[frozenset[str]] = frozenset(
         {"title", "company_id", "value", "currency", "start_date", "end_date", "renewal_notice_days"}
@@ -63,6 +68,7 @@ class ContractUpdate(PatchSchema):
     title: str | None = Field(default=None, min_length=1, max_length=300)
     company_id: uuid.UUID | None = None
     deal_id: uuid.UUID | None = None
+    owner_id: uuid.UUID | None = Field(default=None, description="null leaves the contract unowned")
     template_id: uuid.UUID | None = None
     value: Money | None = None
     currency: Currency | None = None
@@ -90,6 +96,7 @@ class ContractRead(ReadSchema):
     status: ContractStatus
     company_id: uuid.UUID
     deal_id: uuid.UUID | None
+    owner_id: uuid.UUID | None
     template_id: uuid.UUID | None
     value: Decimal
     currency: str

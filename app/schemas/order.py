@@ -44,6 +44,11 @@ class OrderCreate(InputSchema):
     contact_id: uuid.UUID | None = None
     company_id: uuid.UUID | None = None
     deal_id: uuid.UUID | None = None
+    owner_id: uuid.UUID | None = Field(
+        default=None,
+        description="Defaults to the owner of the deal named by deal_id, else the creating user (API keys: "
+        "unowned); null for an unowned order",
+    )
     currency: Currency | None = Field(default=None, description="The organisation's currency when left out")
     line_items: list[OrderLineCreate] = Field(default_factory=list, max_length=MAX_LINE_ITEMS)
     notes: Text2000 = None
@@ -65,13 +70,14 @@ class OrderCreate(InputSchema):
 
 
 class OrderUpdate(PatchSchema):
-    """Everything but `notes` changes only while the order is a draft."""
+    """Everything but `notes` and `owner_id` changes only while the order is a draft."""
 
     non_nullable: ClassVar[frozenset[str]] = frozenset({"currency", "line_items"})
 
     contact_id: uuid.UUID | None = None
     company_id: uuid.UUID | None = None
     deal_id: uuid.UUID | None = None
+    owner_id: uuid.UUID | None = Field(default=None, description="null leaves the order unowned")
     currency: Currency | None = None
     line_items: list[OrderLineCreate] | None = Field(
         default=None, max_length=MAX_LINE_ITEMS, description="Replaces the order's line items"
@@ -89,6 +95,7 @@ class OrderRead(ReadSchema):
     contact_id: uuid.UUID | None
     company_id: uuid.UUID | None
     deal_id: uuid.UUID | None
+    owner_id: uuid.UUID | None
     currency: str
     line_items: list[OrderLineRead]
     subtotal: Decimal = Field(description="The sum of the lines' net amounts")

@@ -31,7 +31,7 @@ from app.models.contract import Contract, ContractNumberCounter, ContractTemplat
 from app.models.deal import Deal
 from app.models.organization import Organization
 from app.schemas.contract import ContractCreate, ContractRead, ContractUpdate
-from app.services import contract_templates, organizations
+from app.services import contract_templates, organizations, records
 from app.services.contract_templates import TemplateFailed
 
 LABEL: Final = "contract"
@@ -52,8 +52,9 @@ _STATUS_EVENTS: Final = {
     ContractStatus.expired: "expired",
     ContractStatus.terminated: "terminated",
 }
-# Fields a PATCH may change once the contract has left draft: its terms are what was sent.
-_ALWAYS_EDITABLE: Final = frozenset({"renewal_notice_days"})
+# Fields a PATCH may change once the contract has left draft: its terms are what was sent, but who
+# looks after it (and gets its renewal) is not one of them.
+_ALWAYS_EDITABLE: Final = frozenset({"renewal_notice_days", "owner_id"})
 # The rendered HTML is large and has its own endpoint; the audit trail records when it changed.
 _NOT_SNAPSHOTTED: Final = frozenset({"document_html"})
 
@@ -104,8 +105,10 @@ async def _next_number(session: AsyncSession, organization_id: uuid.UUID, year: 
     return int((await session.execute(statement)).scalar_one())
 
 
-async def _check_related(session: AsyncSession, principal: Principal, values: dict[str, Any]) -> None:
-    """The company, deal and template named exist in the caller's organisation: a 422 at the field otherwise."""
+async def _check_related(session: AsyncSession, principal: Principal, values: dict[str, Any]) -> dict[str, Any]:
+    """The company, deal and template named exist in the caller's organisation (and are visible to
+    it): a 422 at the field otherwise. Returns the records found, by field."""
+    found: dict[str, Any] = {}
     for field, model, label in (
         ("company_id", Company, "company"),
         ("deal_id", Deal, "deal"),
@@ -115,18 +118,29 @@ async def _check_related(session: AsyncSession, principal: Principal, values: di
         if record_id is None:
             continue
         try:
-            await TenantRepository(model, session, principal, label=label).get(record_id)
+            found[field] = await TenantRepository(model, session, principal, label=label).get(record_id)
         except NotFound as exc:
             raise ValidationFailed(FieldError(("body", field), f"no {label} with id {record_id}")) from exc
+    return found
 
 
 async def create_contract(session: AsyncSession, principal: Principal, *, data: ContractCreate) -> Contract:
-    await _check_related(session, principal, data.model_dump(include={"company_id", "deal_id", "template_id"}))
+    related = await _check_related(
+        session, principal, data.model_dump(include={"company_id", "deal_id", "template_id"})
+    )
+    deal: Deal | None = related.get("deal_id")
     currency = data.currency or await organizations.default_currency(session, principal.organization_id)
     now = utcnow()
     contract = Contract(
         organization_id=principal.organization_id,
-        **data.model_dump(exclude={"currency"}),
+        **data.model_dump(exclude={"currency", "owner_id"}),
+        owner_id=await records.initial_owner(
+            session,
+            principal,
+            sent="owner_id" in data.model_fields_set,
+            owner_id=data.owner_id,
+            inherited=deal.owner_id if deal is not None else None,
+        ),
         currency=currency or "CNY",
     )
     # Last before the insert: the counter row is held from here to the commit.
@@ -185,6 +199,7 @@ async def update_contract(
         field = "end_date" if "end_date" in changes else "start_date"
         raise ValidationFailed(FieldError(("body", field), "the contract would end before it starts"))
     await _check_related(session, principal, changes)
+    await records.check_new_owner(session, principal, changes, contract.owner_id)
     before = _snapshot(contract)
     for name, value in changes.items():
         if getattr(contract, name) != value:
@@ -227,13 +242,19 @@ async def find_contracts(
     status: ContractStatus | None = None,
     company_id: uuid.UUID | None = None,
     deal_id: uuid.UUID | None = None,
+    owner_id: uuid.UUID | None = None,
     cursor: str | None,
     limit: int,
 ) -> Page[Contract]:
-    """Contracts newest first, filtered by status, company or deal when given."""
+    """Contracts the caller may see, newest first, filtered by status, company, deal or owner when given."""
     repository = _contracts(session, principal)
     statement = repository.scoped()
-    for column, value in ((Contract.status, status), (Contract.company_id, company_id), (Contract.deal_id, deal_id)):
+    for column, value in (
+        (Contract.status, status),
+        (Contract.company_id, company_id),
+        (Contract.deal_id, deal_id),
+        (Contract.owner_id, owner_id),
+    ):
         if value is not None:
             statement = statement.where(column == value)
     keyset = Keyset.of([], Contract.__table__.c.id, id_descending=True)

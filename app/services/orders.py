@@ -29,7 +29,7 @@ from app.models.contact import Contact
 from app.models.deal import Deal
 from app.models.order import Order, OrderLineItem
 from app.schemas.order import OrderCreate, OrderLineCreate, OrderRead, OrderUpdate
-from app.services import lifecycle, organizations, products
+from app.services import lifecycle, organizations, products, records
 from app.services.deals import line_amount
 
 CENT: Final = Decimal("0.01")
@@ -50,8 +50,8 @@ _REACHED_AT: Final = {
     OrderStatus.paid: "paid_at",
     OrderStatus.cancelled: "cancelled_at",
 }
-# Fields a PATCH may change once the order has left draft.
-_ALWAYS_EDITABLE: Final = frozenset({"notes"})
+# Fields a PATCH may change once the order has left draft: who looks after it is not what was ordered.
+_ALWAYS_EDITABLE: Final = frozenset({"notes", "owner_id"})
 
 
 def _line_amounts(
@@ -88,18 +88,20 @@ def _emit(session: AsyncSession, principal: Principal, order: Order, name: str, 
     )
 
 
-async def _check_related(session: AsyncSession, principal: Principal, values: dict[str, Any]) -> None:
+async def _check_related(session: AsyncSession, principal: Principal, values: dict[str, Any]) -> dict[str, Any]:
     """The contact, company and deal named exist in the caller's organisation (and are visible
-    to it): a 422 at the field otherwise."""
+    to it): a 422 at the field otherwise. Returns the records found, by field."""
+    found: dict[str, Any] = {}
     for field, model in (("contact_id", Contact), ("company_id", Company), ("deal_id", Deal)):
         record_id = values.get(field)
         if record_id is None:
             continue
         label = field.removesuffix("_id")
         try:
-            await TenantRepository(model, session, principal, label=label).get(record_id)
+            found[field] = await TenantRepository(model, session, principal, label=label).get(record_id)
         except NotFound as exc:
             raise ValidationFailed(FieldError(("body", field), f"no {label} with id {record_id}")) from exc
+    return found
 
 
 async def _priced_lines(
@@ -174,13 +176,21 @@ async def _created(session: AsyncSession, principal: Principal, order: Order) ->
 
 
 async def create_order(session: AsyncSession, principal: Principal, *, data: OrderCreate) -> Order:
-    await _check_related(session, principal, data.model_dump(include={"contact_id", "company_id", "deal_id"}))
+    related = await _check_related(session, principal, data.model_dump(include={"contact_id", "company_id", "deal_id"}))
+    deal: Deal | None = related.get("deal_id")
     currency = data.currency or await organizations.default_currency(session, principal.organization_id)
     order = Order(
         organization_id=principal.organization_id,
         contact_id=data.contact_id,
         company_id=data.company_id,
         deal_id=data.deal_id,
+        owner_id=await records.initial_owner(
+            session,
+            principal,
+            sent="owner_id" in data.model_fields_set,
+            owner_id=data.owner_id,
+            inherited=deal.owner_id if deal is not None else None,
+        ),
         currency=currency,
         notes=data.notes,
         line_items=await _priced_lines(session, principal, data.line_items, currency=currency),
@@ -190,7 +200,8 @@ async def create_order(session: AsyncSession, principal: Principal, *, data: Ord
 
 async def create_order_from_deal(session: AsyncSession, principal: Principal, deal_id: uuid.UUID) -> Order:
     """A draft order for a won deal: its company, its first contact (as the deal lists them), its
-    currency and its lines as they were priced on the deal (untaxed; set tax rates on the draft)."""
+    owner (the caller's when it has none, as for a create naming the deal), its currency and its
+    lines as they were priced on the deal (untaxed; set tax rates on the draft)."""
     deal = await TenantRepository(Deal, session, principal, label="deal").get(deal_id)
     if deal.archived_at is not None:
         raise Conflict("The deal is archived; restore it first")
@@ -204,6 +215,7 @@ async def create_order_from_deal(session: AsyncSession, principal: Principal, de
         contact_id=contact_id,
         company_id=deal.company_id,
         deal_id=deal.id,
+        owner_id=await records.initial_owner(session, principal, sent=False, owner_id=None, inherited=deal.owner_id),
         currency=deal.currency,
         line_items=[
             _line(
@@ -270,6 +282,7 @@ async def update_order(
             principal,
             {key: changes[key] for key in ("contact_id", "company_id", "deal_id") if key in changes},
         )
+        await records.check_new_owner(session, principal, changes, order.owner_id)
         if "line_items" in changes:
             currency = changes.get("currency", order.currency)
             order.line_items = await _priced_lines(session, principal, changes.pop("line_items"), currency=currency)
@@ -315,10 +328,12 @@ async def find_orders(
     contact_id: uuid.UUID | None = None,
     company_id: uuid.UUID | None = None,
     deal_id: uuid.UUID | None = None,
+    owner_id: uuid.UUID | None = None,
     cursor: str | None,
     limit: int,
 ) -> Page[Order]:
-    """Orders newest first, filtered by status, contact, company or deal when given."""
+    """Orders the caller may see, newest first, filtered by status, contact, company, deal or
+    owner when given."""
     repository = _orders(session, principal)
     statement = repository.scoped()
     for column, value in (
@@ -326,6 +341,7 @@ async def find_orders(
         (Order.contact_id, contact_id),
         (Order.company_id, company_id),
         (Order.deal_id, deal_id),
+        (Order.owner_id, owner_id),
     ):
         if value is not None:
             statement = statement.where(column == value)

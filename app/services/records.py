@@ -206,11 +206,17 @@ async def custom_values(
 
 
 async def initial_owner(
-    session: AsyncSession, principal: Principal, *, sent: bool, owner_id: uuid.UUID | None
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    sent: bool,
+    owner_id: uuid.UUID | None,
+    inherited: uuid.UUID | None = None,
 ) -> uuid.UUID | None:
-    """A new record's owner: as sent (an active user of the organisation), else its creator."""
+    """A new record's owner: as sent (an active user of the organisation), else the owner of the
+    record it comes from (`inherited`: an order's deal's), else its creator."""
     if not sent:
-        return principal.user_id
+        return inherited if inherited is not None else principal.user_id
     if owner_id is not None:
         await users.ensure_assignable(session, principal, owner_id)
     return owner_id

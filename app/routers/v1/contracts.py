@@ -66,12 +66,20 @@ async def list_contracts(
     status: ContractStatus | None = None,
     company_id: uuid.UUID | None = None,
     deal_id: uuid.UUID | None = None,
+    owner_id: uuid.UUID | None = None,
     cursor: CursorDep = None,
     limit: LimitDep = DEFAULT_LIMIT,
 ) -> ContractPage:
-    """Contracts, newest first."""
+    """Contracts, newest first: a sales rep under `own` or `team` visibility sees only theirs or their team's."""
     page = await contracts.find_contracts(
-        session, principal, status=status, company_id=company_id, deal_id=deal_id, cursor=cursor, limit=limit
+        session,
+        principal,
+        status=status,
+        company_id=company_id,
+        deal_id=deal_id,
+        owner_id=owner_id,
+        cursor=cursor,
+        limit=limit,
     )
     return ContractPage(items=[ContractRead.model_validate(c) for c in page.items], next_cursor=page.next_cursor)
 
@@ -103,7 +111,7 @@ async def get_contract(session: SessionDep, principal: Reader, contract_id: uuid
     operation_id="contracts_update",
     response_model=ContractRead,
     responses=problems(*AUTHENTICATED, 404, 409, 412),
-    summary="Change a contract; only `renewal_notice_days` once it has left draft",
+    summary="Change a contract; only `renewal_notice_days` and `owner_id` once it has left draft",
 )
 async def update_contract(
     session: SessionDep, principal: Writer, contract_id: uuid.UUID, body: ContractUpdate, version: ExpectedVersionDep

@@ -46,10 +46,11 @@ async def list_orders(
     contact_id: uuid.UUID | None = None,
     company_id: uuid.UUID | None = None,
     deal_id: uuid.UUID | None = None,
+    owner_id: uuid.UUID | None = None,
     cursor: CursorDep = None,
     limit: LimitDep = DEFAULT_LIMIT,
 ) -> OrderPage:
-    """Orders, newest first."""
+    """Orders, newest first: a sales rep under `own` or `team` visibility sees only theirs or their team's."""
     page = await orders.find_orders(
         session,
         principal,
@@ -57,6 +58,7 @@ async def list_orders(
         contact_id=contact_id,
         company_id=company_id,
         deal_id=deal_id,
+        owner_id=owner_id,
         cursor=cursor,
         limit=limit,
     )
@@ -82,7 +84,8 @@ async def create_order(session: SessionDep, principal: Writer, body: OrderCreate
     response_model=OrderRead,
     responses=problems(*AUTHENTICATED, 404, 409),
     summary="Create a draft order from a won deal",
-    description="Copies the deal's company, its first contact, its currency and its line items (untaxed).",
+    description="Copies the deal's company, its first contact, its owner (the caller when it has none), its "
+    "currency and its line items (untaxed).",
 )
 async def create_order_from_deal(session: SessionDep, principal: Writer, deal_id: uuid.UUID) -> Response:
     return _reply(await orders.create_order_from_deal(session, principal, deal_id), created=True)
@@ -100,7 +103,7 @@ async def get_order(session: SessionDep, principal: Reader, order_id: uuid.UUID)
     operation_id="orders_update",
     response_model=OrderRead,
     responses=problems(*AUTHENTICATED, 404, 409, 412),
-    summary="Change an order; only `notes` once it has left draft",
+    summary="Change an order; only `notes` and `owner_id` once it has left draft",
 )
 async def update_order(
     session: SessionDep, principal: Writer, order_id: uuid.UUID, body: OrderUpdate, version: ExpectedVersionDep
