@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.references import references_to
+from app.core.settings import Settings
+from app.jobs.mail import send_mail
+from app.jobs.tasks import announce_due_tasks
 from app.models.idempotency import IdempotencyRecord
-from tests.helpers import Tenant, add_api_key, add_user
+from app.services.privacy_references import CONTACT_REFERENCES
+from tests.helpers import Tenant, add_api_key, add_user, create
+from tests.mailserver import Mailbox, start_mailbox
 
 PERSON = {
     "first_name": "伟",
@@ -101,3 +111,258 @@ async def test_erase_honours_if_match_and_permissions(
         assert (await call).status_code == 404
     key = await add_api_key(client, tenant, ["privacy:manage"])
     assert (await client.post(f"/api/v1/contacts/{cid}/erase", headers=key)).status_code == 200
+
+
+async def test_every_reference_to_a_contact_is_exported_and_scrubbed_or_kept_for_a_reason(db: AsyncSession) -> None:
+    """A table added later that refers to a contact (or to a record referring to one, as a reminder
+    e-mail refers to a task) fails here until privacy_references says what becomes of it."""
+    referring = {reference.name for reference in await references_to(db, "contacts")}
+    assert referring == set(CONTACT_REFERENCES)
+    for name, held in CONTACT_REFERENCES.items():
+        assert held.kept, name
+        table = name.split(".")[0]
+        if table != "contacts":
+            assert {reference.name for reference in await references_to(db, table)} == set(held.through), name
+
+
+# The person's values as they may be written in free text (lower case: the check folds case).
+SECRETS = ("张", "伟", "zhang", "13800138000", "138 0013 8000", "138-0013-8000")
+# The follow-up of another contact of the organisation, written alike.
+THE_OTHER_ONE = "跟进：王 芳"
+
+
+@pytest.fixture
+async def mailbox() -> AsyncIterator[Mailbox]:
+    found, server = await start_mailbox()
+    try:
+        yield found
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.fixture
+def ctx(app: Any, settings: Settings, mailbox: Mailbox) -> dict[str, Any]:
+    """A worker's job context, with reminder e-mails sent to the test's SMTP server."""
+    mail = {
+        "smtp_host": "127.0.0.1",
+        "smtp_port": mailbox.port,
+        "smtp_security": "none",
+        "smtp_from_address": "reminders@rapport.example",
+        "smtp_timeout_seconds": 5.0,
+    }
+    return {"sessions": app.state.session_factory, "settings": settings.model_copy(update=mail)}
+
+
+def _ago(hours: float) -> str:
+    return (datetime.now(UTC) - timedelta(hours=hours)).isoformat()
+
+
+async def _held_text(db: AsyncSession, organization_id: str) -> dict[str, str]:
+    """Every row the organisation holds, in every table with an organisation, as text."""
+    tables = await db.scalars(
+        text(
+            "SELECT table_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND column_name = 'organization_id' ORDER BY table_name"
+        )
+    )
+    held = {}
+    for table in list(tables):
+        rows = await db.scalars(
+            text(f'SELECT t::text FROM "{table}" AS t WHERE organization_id = :organization_id'),
+            {"organization_id": uuid.UUID(organization_id)},
+        )
+        held[table] = "\n".join(rows)
+    return held
+
+
+async def _scene(client: httpx.AsyncClient, tenant: Tenant, ctx: dict[str, Any]) -> dict[str, Any]:
+    """A lead assigned by a rule (its follow-up task `跟进：张 伟`), a task naming the person by
+    e-mail and phone whose reminder was mailed, an activity, a deal role, an order; and another
+    contact with a follow-up of its own."""
+    rep = await add_user(client, tenant, "sales", full_name="销售甲")
+    await create(
+        client, "/api/v1/assignment-rules", tenant.headers, name="全部", strategy="fixed_user", user_id=rep.user_id
+    )
+    contact = await create(client, "/api/v1/contacts", tenant.headers, **PERSON | {"lifecycle_stage": "lead"})
+    other = await create(client, "/api/v1/contacts", tenant.headers, first_name="芳", last_name="王")
+    call = await create(
+        client,
+        "/api/v1/tasks",
+        tenant.headers,
+        title="Call Zhang.Wei@example.cn back",
+        description="张伟 asked to be called on +86 138-0013-8000, or 138 0013 8000 after six",
+        contact_id=contact["id"],
+        due_at=_ago(2),
+    )
+    assert await announce_due_tasks(ctx) >= 1
+    assert (await send_mail(ctx))["sent"] >= 1
+    # The follow-up falls due too; its reminder is still waiting when the person is erased.
+    [follow_up] = [
+        t
+        for t in (
+            await client.get("/api/v1/tasks", headers=tenant.headers, params={"contact_id": contact["id"]})
+        ).json()["items"]
+        if t["id"] != call["id"]
+    ]
+    patched = await client.patch(f"/api/v1/tasks/{follow_up['id']}", headers=tenant.headers, json={"due_at": _ago(1)})
+    assert patched.status_code == 200, patched.text
+    assert await announce_due_tasks(ctx) >= 1
+    qualified = await client.patch(
+        f"/api/v1/contacts/{contact['id']}", headers=tenant.headers, json={"lifecycle_stage": "sales_qualified"}
+    )
+    assert qualified.status_code == 200, qualified.text
+    activity = await client.post(
+        f"/api/v1/contacts/{contact['id']}/activities",
+        headers=tenant.headers,
+        json={"signal": "email_opened", "channel": "newsletter"},
+    )
+    assert activity.status_code == 201, activity.text
+    deal = await create(
+        client,
+        "/api/v1/deals",
+        tenant.headers,
+        name="ERP 升级",
+        contacts=[{"contact_id": contact["id"], "role": "决策人"}],
+    )
+    order = await create(
+        client,
+        "/api/v1/orders",
+        tenant.headers,
+        contact_id=contact["id"],
+        line_items=[{"name": "年费", "quantity": "1", "unit_price": "1200.00"}],
+        notes="开票抬头：张伟",
+    )
+    return {
+        "rep": rep,
+        "contact": contact,
+        "other": other,
+        "call": call,
+        "follow_up": follow_up,
+        "deal": deal,
+        "order": order,
+    }
+
+
+async def test_personal_data_holds_every_record_about_the_person(
+    client: httpx.AsyncClient, tenant: Tenant, ctx: dict[str, Any]
+) -> None:
+    scene = await _scene(client, tenant, ctx)
+    response = await client.get(f"/api/v1/contacts/{scene['contact']['id']}/personal-data", headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    held = response.json()
+    assert sorted(t["title"] for t in held["tasks"]) == ["Call Zhang.Wei@example.cn back", "跟进：张 伟"]
+    assert {m["task_id"] for m in held["reminder_mails"]} == {scene["call"]["id"], scene["follow_up"]["id"]}
+    assert {m["status"] for m in held["reminder_mails"]} == {"sent", "pending"}
+    assert all("Contact: 张伟" in m["body_text"] and "recipient" not in m for m in held["reminder_mails"])
+    assert [(a["signal"], a["channel"]) for a in held["activities"]] == [("email_opened", "newsletter")]
+    assert [(c["from_stage"], c["to_stage"]) for c in held["lifecycle_history"]][:1] == [("lead", "sales_qualified")]
+    assert held["lead_score"] is not None and set(held["lead_score"]) == {"score", "grade", "scored_at"}
+    assert held["deal_roles"] == [{"deal_id": scene["deal"]["id"], "deal_name": "ERP 升级", "role": "决策人"}]
+    [order] = held["orders"]
+    assert (order["id"], order["total"], order["notes"]) == (scene["order"]["id"], "1200.00", "开票抬头：张伟")
+    assert held["merged_contacts"] == []
+
+
+async def test_erase_scrubs_the_person_from_every_record_about_them(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    ctx: dict[str, Any],
+    mailbox: Mailbox,
+    db: AsyncSession,
+) -> None:
+    scene = await _scene(client, tenant, ctx)
+    cid = scene["contact"]["id"]
+    # Another organisation holds the same text about a contact of its own.
+    theirs = await create(client, "/api/v1/contacts", other_tenant.headers, **PERSON)
+    their_task = await create(
+        client, "/api/v1/tasks", other_tenant.headers, title="Call zhang.wei@example.cn", contact_id=theirs["id"]
+    )
+    for attempt in (
+        client.post(f"/api/v1/contacts/{cid}/erase", headers=other_tenant.headers),
+        client.post(f"/api/v1/contacts/{theirs['id']}/erase", headers=tenant.headers),
+    ):
+        assert (await attempt).status_code == 404
+
+    erased = await client.post(f"/api/v1/contacts/{cid}/erase", headers=tenant.headers)
+    assert erased.status_code == 200, erased.text
+
+    held = await _held_text(db, tenant.organization_id)
+    for table, rows in held.items():
+        for secret in SECRETS:
+            assert secret not in rows.lower(), (table, secret)
+
+    # The text around the values is kept; so are the other contact's task and the aggregates.
+    tasks = (await client.get("/api/v1/tasks", headers=tenant.headers, params={"contact_id": cid})).json()["items"]
+    by_id = {t["id"]: t for t in tasks}
+    assert by_id[scene["follow_up"]["id"]]["title"] == "跟进：(erased)"
+    call = by_id[scene["call"]["id"]]
+    assert call["title"] == "Call (erased) back" and call["version"] == scene["call"]["version"] + 1
+    assert call["description"] == "(erased) asked to be called on (erased), or (erased) after six"
+    others = (
+        await client.get("/api/v1/tasks", headers=tenant.headers, params={"contact_id": scene["other"]["id"]})
+    ).json()
+    assert [t["title"] for t in others["items"]] == [THE_OTHER_ONE]
+    after = (await client.get(f"/api/v1/contacts/{cid}/personal-data", headers=tenant.headers)).json()
+    assert {m["status"] for m in after["reminder_mails"]} == {"sent", "pending"}
+    assert all(m["subject"].startswith("Task due: ") for m in after["reminder_mails"])
+    assert all("Contact: (erased)" in m["body_text"] for m in after["reminder_mails"])
+    assert all(m["sent_at"] for m in after["reminder_mails"] if m["status"] == "sent")
+    assert [a["signal"] for a in after["activities"]] == ["email_opened"]
+    assert after["deal_roles"][0]["role"] == "决策人" and after["orders"][0]["notes"] == "开票抬头：(erased)"
+    assert after["orders"][0]["total"] == "1200.00" and after["lifecycle_history"]
+
+    # The erasure says what it scrubbed elsewhere, without a value.
+    erasure = after["audit"][-1]
+    assert erasure["action"] == "erase"
+    scrubbed = erasure["changes"]["scrubbed_records"]["after"]
+    assert scrubbed["tasks"] == 2 and scrubbed["mail_messages"] == 2 and scrubbed["orders"] == 1
+    assert scrubbed["audit_log"] >= 3 and scrubbed["events"] >= 3
+
+    # The reminder still pending goes out scrubbed.
+    assert (await send_mail(ctx))["sent"] >= 1
+    [reminder] = mailbox.to(scene["rep"].email)
+    assert reminder.message["Subject"] == "Task due: 跟进：(erased)"
+    assert "Contact: (erased)" in reminder.message.get_content()
+
+    # Another organisation's identical text is not touched.
+    their_tasks = (await client.get("/api/v1/tasks", headers=other_tenant.headers)).json()["items"]
+    assert [t["title"] for t in their_tasks] == [their_task["title"]]
+
+
+async def test_erase_reaches_the_duplicates_merged_into_the_contact_and_deleted_tasks(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    contact = await create(client, "/api/v1/contacts", tenant.headers, **PERSON)
+    duplicate = await create(
+        client, "/api/v1/contacts", tenant.headers, first_name="Wei", last_name="Zhang", email="wei.z@example.com"
+    )
+    dropped = await create(client, "/api/v1/tasks", tenant.headers, title="Mail Wei Zhang", contact_id=duplicate["id"])
+    deleted = await client.delete(f"/api/v1/tasks/{dropped['id']}", headers=tenant.headers)
+    assert deleted.status_code == 204, deleted.text
+    kept = await create(
+        client, "/api/v1/tasks", tenant.headers, title="Weibo: wei.z@example.com", contact_id=duplicate["id"]
+    )
+    merged = await client.post(
+        f"/api/v1/contacts/{contact['id']}/merge", headers=tenant.headers, json={"merge_ids": [duplicate["id"]]}
+    )
+    assert merged.status_code == 200, merged.text
+
+    held = (await client.get(f"/api/v1/contacts/{contact['id']}/personal-data", headers=tenant.headers)).json()
+    assert [c["email"] for c in held["merged_contacts"]] == ["wei.z@example.com"]
+    assert {a["entity_id"] for a in held["audit"]} == {contact["id"], duplicate["id"]}
+
+    erased = await client.post(f"/api/v1/contacts/{contact['id']}/erase", headers=tenant.headers)
+    assert erased.status_code == 200, erased.text
+    twin = await client.get(f"/api/v1/contacts/{duplicate['id']}", headers=tenant.headers, follow_redirects=False)
+    assert twin.status_code == 301
+    held = await _held_text(db, tenant.organization_id)
+    for table, rows in held.items():
+        for secret in (*SECRETS, "wei.z@"):
+            assert secret not in rows.lower(), (table, secret)
+    after = (await client.get(f"/api/v1/tasks/{kept['id']}", headers=tenant.headers)).json()
+    # A whole word only: `Weibo` is not the name `Wei`.
+    assert after["title"] == "Weibo: (erased)"
+    events = (await client.get("/api/v1/events", headers=tenant.headers, params={"type": "contact.erased"})).json()
+    assert {e["entity_id"] for e in events["items"]} == {contact["id"], duplicate["id"]}

@@ -1,10 +1,11 @@
 """Merging duplicates: one survivor keeps the others' data and everything that pointed at them.
 
 Nothing names the tables that refer to a contact or a company: the merge asks PostgreSQL's
-catalogue for every foreign key into the merged table and repoints each of them, so a table added
-by a later issue (deals, tickets, list memberships…) is moved without being listed anywhere. The
-merged records stay, archived, with `merged_into_id` pointing at the survivor (earlier merges into
-them are repointed too), so an old id still leads somewhere: GET answers 301 with the survivor.
+catalogue for every foreign key into the merged table (app/core/references.py) and repoints each
+of them, so a table added by a later issue (deals, tickets, list memberships…) is moved without
+being listed anywhere. The merged records stay, archived, with `merged_into_id` pointing at the
+survivor (earlier merges into them are repointed too), so an old id still leads somewhere: GET
+answers 301 with the survivor.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from app.core import audit
 from app.core.enums import AuditAction
 from app.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from app.core.principal import Principal
+from app.core.references import references_to
 from app.models.base import utcnow
 from app.services import records
 from app.services.records import RecordType
@@ -40,19 +42,6 @@ _NOT_MERGEABLE: Final = frozenset(
         "lead_grade",
     }
 )
-
-_REFERENCES = text(
-    """
-    SELECT c.conrelid::regclass::text AS referring_table,
-           array_agg(a.attname::text ORDER BY k.ordinality) AS columns
-    FROM pg_constraint c
-    CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ordinality)
-    JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
-    WHERE c.contype = 'f' AND c.confrelid = CAST(:table AS regclass)
-    GROUP BY c.oid, c.conrelid
-    """
-)
-
 
 # Unique keys (primary keys included) of a table, as column lists; partial and expression indexes
 # are left out (a merge cannot make those collide through a plain column).
@@ -79,10 +68,8 @@ async def repoint_references(
     """Every row of any table whose foreign key points at a merged record now points at the
     survivor; the number of rows moved per `table.column`."""
     moved: dict[str, int] = {}
-    for referring_table, columns in await session.execute(_REFERENCES, {"table": table}):
-        if len(columns) != 2 or columns[0] != "organization_id":
-            raise RuntimeError(f"{referring_table} refers to {table} without the composite tenant key")
-        column = columns[1]
+    for reference in await references_to(session, table):
+        referring_table, column = reference.table, reference.column
         # The identifiers come from the catalogue, and are quoted.
         name = ".".join(_quoted(part) for part in referring_table.split("."))
         await _drop_colliding_links(session, name, referring_table, column, organization_id, survivor, merged)
@@ -94,7 +81,7 @@ async def repoint_references(
             {"survivor": survivor, "organization_id": organization_id, "merged": list(merged)},
         )
         if count := int(result.rowcount or 0):  # type: ignore[attr-defined]
-            moved[f"{referring_table}.{column}"] = count
+            moved[reference.name] = count
     return moved
 
 

@@ -326,7 +326,9 @@ async def restore_contact(
     response_model=dict[str, Any],
     responses=problems(*AUTHENTICATED, 404),
     summary="Everything held about the person (a subject access request)",
-    description="The contact, its audit trail and its events, as JSON. Needs `privacy:manage`.",
+    description="The contact (and the duplicates merged into it), its audit trail and events, and every record "
+    "that refers to it: tasks and their reminder e-mails, activities, lifecycle history, lead score, "
+    "deal roles, orders. Needs `privacy:manage`.",
 )
 async def contact_personal_data(
     session: SessionDep, principal: PrivacyOfficer, contact_id: uuid.UUID
@@ -340,9 +342,11 @@ async def contact_personal_data(
     response_model=ContactRead,
     responses=problems(*AUTHENTICATED, 404, 409, 412),
     summary="Erase the person's data, irreversibly (right to erasure)",
-    description="Clears the personal fields here and in the audit trail, the events and stored replies; keeps "
-    "the non-personal fields for aggregates and archives the contact. Audited; emits `contact.erased`. "
-    "Needs `privacy:manage`.",
+    description="Clears the personal fields here and in the audit trail, the events and stored replies, and of "
+    "the duplicates merged into it; replaces the person's names, e-mails and phones with `(erased)` "
+    "in the text about them (tasks, their history and reminder e-mails, order notes, deal roles); "
+    "keeps the non-personal fields and records for aggregates and archives the contact. Audited; "
+    "emits `contact.erased`. Needs `privacy:manage`.",
 )
 async def erase_contact(
     session: SessionDep, principal: PrivacyOfficer, contact_id: uuid.UUID, version: ExpectedVersionDep
