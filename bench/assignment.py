@@ -4,15 +4,17 @@
     uv run python -m bench.assignment [--creates 300]
 
 In this process, through the app (httpx ASGI transport) as the bench organisation's owner, against
-its million contacts: `POST /api/v1/contacts` timed `--creates` times with no assignment rule (the
-baseline, measured in the same run), then as many times under a round-robin rule over a team of
-four with a condition (each create then also takes its turn under the rule's lock, writes the
-assignment's audit row and event, and a follow-up task), then under a least-loaded rule by open
-leads and one by open deals (each reads the team's counts from `owner_loads`, which triggers on
-contacts and deals keep; before migration 0018 it counted the team's ~350,000 open leads among
-the million on every create). Rounds alternate so drift hits all alike. The contacts, tasks and
-rules made are deleted at the end (under a temporary index on `merged_into_id`: without it the
-foreign-key check of each deleted contact scans the million).
+its million contacts: `POST /api/v1/contacts` timed with no assignment rule active (the baseline)
+and under each of three rules over a team of four with a condition — round-robin (each create
+then also takes its turn under the rules' lock, writes the assignment's audit row and event, and a
+follow-up task), least-loaded by open leads and by open deals (each reads the team's counts from
+`owner_loads`, which triggers on contacts and deals keep; before migration 0018 it counted the
+team's ~350,000 open leads among the million on every create). The samples are interleaved: each
+step times one create without a rule and one under each rule, switching the rules on and off
+between the timed requests (untimed), so that the machine's drift and noise hit every series
+alike and the added p95 compares like with like. The contacts, tasks and rules made are deleted
+at the end (under a temporary index on `merged_into_id`: without it the foreign-key check of each
+deleted contact scans the million).
 """
 
 from __future__ import annotations
@@ -40,13 +42,19 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1]
 
 
-async def _creates(client: httpx.AsyncClient, headers: dict[str, str], count: int, into: list[float]) -> None:
-    for index in range(count):
-        body = {"first_name": f"分配{index}", "city": "上海", "tags": [MARK]}
-        started = time.perf_counter()
-        reply = await client.post("/api/v1/contacts", json=body, headers=headers)
-        into.append(time.perf_counter() - started)
-        reply.raise_for_status()
+async def _create(client: httpx.AsyncClient, headers: dict[str, str], index: int) -> float:
+    body = {"first_name": f"分配{index}", "city": "上海", "tags": [MARK]}
+    started = time.perf_counter()
+    reply = await client.post("/api/v1/contacts", json=body, headers=headers)
+    elapsed = time.perf_counter() - started
+    reply.raise_for_status()
+    return elapsed
+
+
+async def _switch(client: httpx.AsyncClient, headers: dict[str, str], rule: dict[str, Any], *, active: bool) -> None:
+    reply = await client.patch(f"/api/v1/assignment-rules/{rule['id']}", json={"active": active}, headers=headers)
+    reply.raise_for_status()
+    rule.update(reply.json())
 
 
 async def _clean_up(connection: asyncpg.Connection, organization_id: Any) -> None:
@@ -107,16 +115,26 @@ async def run(args: argparse.Namespace) -> None:
                     "load_measure": "deals",
                 },
             }
-            await _creates(client, headers, 20, [])  # warm-up
-            per_round = max(1, args.creates // args.rounds)
-            for _ in range(args.rounds):
-                await _creates(client, headers, per_round, timings["none"])
-                for strategy, body in rules.items():
-                    made = await client.post("/api/v1/assignment-rules", json={"name": MARK, **body}, headers=headers)
-                    made.raise_for_status()
-                    await _creates(client, headers, per_round, timings[strategy])
-                    deleted = await client.delete(f"/api/v1/assignment-rules/{made.json()['id']}", headers=headers)
-                    deleted.raise_for_status()
+            made: dict[str, dict[str, Any]] = {}
+            for strategy, body in rules.items():
+                reply = await client.post(
+                    "/api/v1/assignment-rules", json={"name": MARK, "active": False, **body}, headers=headers
+                )
+                reply.raise_for_status()
+                made[strategy] = reply.json()
+            warm_up = 20
+            for index in range(warm_up + args.creates):
+                samples = {"none": await _create(client, headers, index)}
+                for strategy, rule in made.items():
+                    await _switch(client, headers, rule, active=True)
+                    samples[strategy] = await _create(client, headers, index)
+                    await _switch(client, headers, rule, active=False)
+                if index >= warm_up:
+                    for strategy, elapsed in samples.items():
+                        timings[strategy].append(elapsed)
+            for rule in made.values():
+                deleted = await client.delete(f"/api/v1/assignment-rules/{rule['id']}", headers=headers)
+                deleted.raise_for_status()
             await client.delete(f"/api/v1/teams/{team_id}", headers=headers)
     await _clean_up(connection, organization_id)
     await connection.close()
@@ -136,8 +154,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--creates", type=int, default=300, help="creates per variant")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--creates", type=int, default=300, help="timed creates per variant")
     asyncio.run(run(parser.parse_args()))
 
 
