@@ -9,10 +9,11 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import events
-from app.models.event import Event
+from app.models.event import Event, EventStream
 from tests.helpers import PROBLEM, Tenant, add_api_key, add_user
 
 
@@ -165,6 +166,40 @@ async def test_savepoints_keep_their_events_until_the_outermost_commit(
             .order_by(Event.position)
         )
         assert list(notes) == ["before", "kept", "after"]
+
+
+async def _notes(app: Any, organization_id: uuid.UUID) -> list[str]:
+    async with app.state.session_factory() as session:
+        notes = await session.scalars(
+            select(Event.data["note"].astext)
+            .where(Event.organization_id == organization_id, Event.data["note"].is_not(None))
+            .order_by(Event.position)
+        )
+        return list(notes)
+
+
+async def test_a_savepoint_whose_flush_fails_drops_its_events(
+    app: Any, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """A record whose flush fails inside its savepoint (a unique index refuses a row) is rolled back
+    by SQLAlchemy itself, and the savepoint is then only closed: its events go with its rows, and the
+    events of the records around it stay."""
+    organization_id = uuid.UUID(tenant.organization_id)
+    await _contact(client, tenant)  # the organisation's stream row exists from its first event
+    async with app.state.session_factory() as batch, batch.begin():
+
+        async def refused_record() -> None:
+            async with batch.begin_nested():
+                _emit_note(batch, organization_id, "refused")
+                batch.add(EventStream(organization_id=organization_id))  # the stream row exists
+                await batch.flush()
+
+        _emit_note(batch, organization_id, "before")
+        with pytest.raises(IntegrityError):
+            await refused_record()
+        async with batch.begin_nested():
+            _emit_note(batch, organization_id, "after")
+    assert await _notes(app, organization_id) == ["before", "after"]
 
 
 async def test_a_poller_sees_every_event_once_in_commit_order_while_writers_race(

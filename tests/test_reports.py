@@ -555,6 +555,8 @@ async def test_roles_and_api_keys(client: httpx.AsyncClient, tenant: Tenant) -> 
         ("funnel", {"pipeline_id": "nope"}, ["query", "pipeline_id"]),
         ("funnel", {"owner_id": "nope"}, ["query", "owner_id"]),
         ("funnel", {"basis": "first"}, ["query", "basis"]),
+        # A cohort period ends at a midnight: the day after 9999-12-31 has none.
+        ("funnel", {"since": "9999-12-31T10:00:00Z", "until": "9999-12-31T12:00:00Z"}, ["query", "until"]),
         ("forecast", {"months": 0}, ["query", "months"]),
         ("forecast", {"months": 25}, ["query", "months"]),
         ("forecast", {"group_by": "team"}, ["query", "group_by"]),
@@ -951,6 +953,44 @@ async def test_a_batch_and_an_import_beside_parallel_single_writes(
     await _assert_facts_equal_a_rebuild(db, tenant.organization_id)
     report = await _report(client, tenant.headers, "funnel", since=_day(datetime.now(UTC)))
     assert [step["reached"] for step in report["steps"][:2]] == [20 + 20 + 150 + 150, 20]
+
+
+async def test_a_stage_change_and_a_deal_of_its_pipeline_committing_together_do_not_deadlock(
+    app: Any, client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    """A stage change locks its pipeline row and writes events for the deals it touches (here a new
+    probability the deals follow); a deal created in that pipeline meanwhile commits first, so it
+    holds the organisation's event stream while it applies its facts. Had the facts' new rows to
+    check the pipeline row (a foreign key), that commit would wait for the stage change, which waits
+    for the event stream: a deadlock, and one of the two would fail."""
+    from app.core.permissions import Role, Scope
+    from app.core.principal import Principal
+    from app.schemas.pipeline import StageUpdate
+    from app.services import deals
+
+    stages = await _stages(client, tenant)
+    await _deal(client, tenant, stage_id=stages["需求分析"])  # follows its stage's probability
+    owner = Principal(
+        organization_id=uuid.UUID(tenant.organization_id),
+        kind="user",
+        id=uuid.UUID(tenant.user_id),
+        scopes=frozenset(Scope),
+        role=Role.owner,
+    )
+    async with app.state.session_factory() as admin:
+        await deals.update_stage(
+            admin,
+            owner,
+            uuid.UUID(stages["pipeline"]),
+            uuid.UUID(stages["需求分析"]),
+            data=StageUpdate(probability=35),
+        )
+        # A deal of a stage set new today, so its commit inserts fact rows.
+        created = asyncio.create_task(_deal(client, tenant, stage_id=stages["方案制定"]))
+        await asyncio.wait({created}, timeout=3)
+        await admin.commit()
+    await created
+    await _assert_facts_equal_a_rebuild(db, tenant.organization_id)
 
 
 async def test_rolled_back_writes_leave_the_facts_as_they_were(

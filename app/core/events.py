@@ -188,23 +188,20 @@ def wake_relay_after_commit(session: AsyncSession) -> None:
     session.info[_WRITTEN_KEY] = True
 
 
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_pending_events(session: Session, previous_transaction: SessionTransaction) -> None:
-    """A savepoint rolled back drops the events emitted since it began; the outermost transaction
-    rolled back drops them all."""
-    if previous_transaction.nested:
-        start = session.info.get(_SAVEPOINTS_KEY, {}).pop(previous_transaction, None)
+@event.listens_for(Session, "after_transaction_end")
+def _forget_unwritten_events(session: Session, transaction: SessionTransaction) -> None:
+    """A savepoint that ends unreleased drops the events emitted since it began; the outermost
+    transaction's end drops whatever it did not write. The end, not the rollback: a savepoint whose
+    flush failed was rolled back by SQLAlchemy inside the flush and is then only closed, and a
+    session closed without a rollback ends its transaction too."""
+    if transaction.nested:
+        # A released savepoint's mark is gone already (`_announce_written_events`).
+        start = session.info.get(_SAVEPOINTS_KEY, {}).pop(transaction, None)
         if start is not None and (pending := session.info.get(_PENDING_KEY)):
             del pending[start:]
-    elif previous_transaction.parent is None:
+    elif transaction.parent is None:
         for key in (_PENDING_KEY, _WRITTEN_KEY, _SAVEPOINTS_KEY):
             session.info.pop(key, None)
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _forget_savepoints(session: Session, transaction: SessionTransaction) -> None:
-    if transaction.parent is None:
-        session.info.pop(_SAVEPOINTS_KEY, None)
 
 
 @event.listens_for(Session, "after_commit")

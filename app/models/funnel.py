@@ -25,12 +25,6 @@ def _organization() -> Mapped[uuid.UUID]:
     return mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
 
 
-def _pipeline_key() -> ForeignKeyConstraint:
-    return ForeignKeyConstraint(
-        ["organization_id", "pipeline_id"], ["pipelines.organization_id", "pipelines.id"], ondelete="CASCADE"
-    )
-
-
 class FunnelDealPath(Base):
     """A deal in one pipeline: its cohort (the UTC day it first entered the pipeline), owner,
     whether it is active (not archived), the sorted set of stages it has entered there and its
@@ -38,7 +32,6 @@ class FunnelDealPath(Base):
     when the deal changes, the history having moved on by then; reports read the sums below."""
 
     __tablename__ = "funnel_deal_paths"
-    __table_args__ = (_pipeline_key(),)
 
     organization_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
@@ -71,7 +64,6 @@ class FunnelCohort(Base):
 
     __tablename__ = "funnel_cohorts"
     __table_args__ = (
-        _pipeline_key(),
         UniqueConstraint(
             "organization_id",
             "pipeline_id",
@@ -107,7 +99,6 @@ class FunnelStay(Base):
 
     __tablename__ = "funnel_stays"
     __table_args__ = (
-        _pipeline_key(),
         ForeignKeyConstraint(
             ["organization_id", "pipeline_id", "stage_id"],
             ["pipeline_stages.organization_id", "pipeline_stages.pipeline_id", "pipeline_stages.id"],

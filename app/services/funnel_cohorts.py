@@ -27,6 +27,7 @@ from typing import Any, Final
 from sqlalchemy import ColumnElement, false, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import FieldError, ValidationFailed
 from app.core.principal import Principal
 from app.core.repository import visible_owner_clause
 from app.models.funnel import FunnelCohort, FunnelStay
@@ -53,7 +54,11 @@ def whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     midnight unless it is one already."""
     first = datetime.combine(start.astimezone(UTC).date(), time(), UTC)
     last = datetime.combine(end.astimezone(UTC).date(), time(), UTC)
-    return first, last if last == end else last + timedelta(days=1)
+    if last == end:
+        return first, last
+    if last.date() == date.max:
+        raise ValidationFailed(FieldError(("query", "until"), "must be before 9999-12-31 in UTC"))
+    return first, last + timedelta(days=1)
 
 
 def bucket_bounds(bucket: int) -> tuple[float, float]:

@@ -42,9 +42,12 @@ writers are serialised by its own row (every app write to its history updates it
 `funnel_dirty` is UNLOGGED: a row never outlives its transaction (the commit deletes it, an abort
 leaves it dead), so it needs no crash safety, and WAL is spared two writes per touched deal.
 
-Foreign keys: organisation and (organisation, pipeline) with ON DELETE CASCADE (a pipeline whose
-history holds visits cannot be deleted, so this only removes facts of nothing), and the stays'
-stage (stages are archived, never deleted). None to `deals`: the commit needs a deleted deal's
+Foreign keys: the organisation with ON DELETE CASCADE, and the stays' stage (stages are archived,
+never deleted; they go with their pipeline). None to `pipelines`: checking it, a new fact row would
+lock the pipeline's row (FOR KEY SHARE) at COMMIT, with the organisation's event stream already
+held, while a stage change holds that row FOR UPDATE and then waits for the stream to write its
+deals' events: a deadlock. A pipeline whose history holds visits cannot be deleted, so none
+leaves facts behind. None to `deals`: the commit needs a deleted deal's
 path row to subtract it, and a cascade would remove it first. None to `users`: `owner_id` is a
 copy of the deal's, which its own foreign key already guards.
 
@@ -285,21 +288,13 @@ def _apply_function() -> str:
     )
 
 
-def _fact_foreign_keys(table: str) -> list[sa.ForeignKeyConstraint]:
-    return [
-        sa.ForeignKeyConstraint(
-            ["organization_id"],
-            ["organizations.id"],
-            name=op.f(f"fk_{table}_organization_id_organizations"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["organization_id", "pipeline_id"],
-            ["pipelines.organization_id", "pipelines.id"],
-            name=op.f(f"fk_{table}_organization_id_pipeline_id_pipelines"),
-            ondelete="CASCADE",
-        ),
-    ]
+def _organization_key(table: str) -> sa.ForeignKeyConstraint:
+    return sa.ForeignKeyConstraint(
+        ["organization_id"],
+        ["organizations.id"],
+        name=op.f(f"fk_{table}_organization_id_organizations"),
+        ondelete="CASCADE",
+    )
 
 
 def upgrade() -> None:
@@ -314,7 +309,7 @@ def upgrade() -> None:
         sa.Column("stage_ids", postgresql.ARRAY(sa.Uuid()), nullable=False),
         sa.Column("stay_stage_ids", postgresql.ARRAY(sa.Uuid()), nullable=False),
         sa.Column("stay_microseconds", postgresql.ARRAY(sa.BigInteger()), nullable=False),
-        *_fact_foreign_keys("funnel_deal_paths"),
+        _organization_key("funnel_deal_paths"),
         sa.PrimaryKeyConstraint("organization_id", "deal_id", "pipeline_id", name=op.f("pk_funnel_deal_paths")),
     )
     op.create_table(
@@ -326,7 +321,7 @@ def upgrade() -> None:
         sa.Column("cohort_day", sa.Date(), nullable=False),
         sa.Column("stage_ids", postgresql.ARRAY(sa.Uuid()), nullable=False),
         sa.Column("deals", sa.Integer(), nullable=False),
-        *_fact_foreign_keys("funnel_cohorts"),
+        _organization_key("funnel_cohorts"),
         sa.UniqueConstraint(
             "organization_id",
             "pipeline_id",
@@ -349,7 +344,7 @@ def upgrade() -> None:
         sa.Column("bucket", sa.SmallInteger(), nullable=False),
         sa.Column("stays", sa.Integer(), nullable=False),
         sa.Column("microseconds", sa.BigInteger(), nullable=False),
-        *_fact_foreign_keys("funnel_stays"),
+        _organization_key("funnel_stays"),
         sa.ForeignKeyConstraint(
             ["organization_id", "pipeline_id", "stage_id"],
             ["pipeline_stages.organization_id", "pipeline_stages.pipeline_id", "pipeline_stages.id"],
