@@ -29,12 +29,14 @@ class Delivered:
 @dataclass
 class Mailbox:
     """`refusal` (an SMTP reply such as "550 …") is given to every RCPT while it is set. With
-    `login` set, a session must sign in with that user name and password before it may send."""
+    `login` set, a session must sign in with that user name and password before it may send.
+    `delay` seconds pass before a message's DATA is answered (a slow server)."""
 
     port: int = 0
     delivered: list[Delivered] = field(default_factory=list)
     refusal: str | None = None
     login: tuple[str, str] | None = None
+    delay: float = 0.0
 
     def to(self, address: str) -> list[Delivered]:
         return [d for d in self.delivered if address in d.rcpt_tos]
@@ -49,6 +51,7 @@ class Mailbox:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         assert envelope.mail_from is not None and isinstance(envelope.content, bytes)
+        await asyncio.sleep(self.delay)
         self.delivered.append(Delivered(envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
         return "250 Message accepted for delivery"
 

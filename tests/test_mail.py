@@ -396,3 +396,37 @@ async def test_deleting_a_task_drops_its_unsent_reminder(
     await send_mail(ctx)
     assert mailbox.to(tenant.email) == []
     assert await db.scalar(select(func.count()).select_from(MailMessage).where(MailMessage.task_id == task["id"])) == 0
+
+
+async def test_a_last_attempt_whose_lease_runs_out_during_a_run_is_not_tried_again(
+    client: httpx.AsyncClient, tenant: Tenant, ctx: dict[str, Any], mailbox: Mailbox, db: AsyncSession
+) -> None:
+    """The run gave up abandoned messages when it began; a lease that runs out later must not let
+    the same run start an attempt past smtp_max_attempts."""
+    await _task(client, tenant.headers, title="先到期", due_at=_ago(2))
+    await announce_due_tasks(ctx)
+    await _task(client, tenant.headers, title="最后一次")
+    await announce_due_tasks(ctx)
+    first, last = await _messages(db, tenant.organization_id)
+    # Another sender's last attempt (smtp_max_attempts = 3), its lease ending a moment from now.
+    await db.execute(
+        update(MailMessage)
+        .where(MailMessage.organization_id == last.organization_id, MailMessage.id == last.id)
+        .values(
+            status=MailStatus.sending,
+            attempts=3,
+            claim_token=uuid.uuid4(),
+            next_attempt_at=text("now() + interval '1 second'"),
+        )
+    )
+    await db.commit()
+    # The first message takes longer than that to send.
+    mailbox.delay = 2.0
+    assert (await send_mail(ctx))["sent"] == 1
+    assert [d.message["Message-ID"] for d in mailbox.to(tenant.email)] == [first.message_id]
+    [_, abandoned] = await _messages(db, tenant.organization_id)
+    assert abandoned.attempts == 3 and abandoned.status is MailStatus.sending
+
+    assert (await send_mail(ctx))["sent"] == 0
+    [_, abandoned] = await _messages(db, tenant.organization_id)
+    assert abandoned.status is MailStatus.failed and abandoned.attempts == 3

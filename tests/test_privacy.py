@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -17,6 +19,7 @@ from app.core.settings import Settings
 from app.jobs.mail import send_mail
 from app.jobs.tasks import announce_due_tasks
 from app.models.idempotency import IdempotencyRecord
+from app.services import imports
 from app.services.privacy_references import CONTACT_REFERENCES
 from tests.helpers import Tenant, add_api_key, add_user, create
 from tests.mailserver import Mailbox, start_mailbox
@@ -366,3 +369,105 @@ async def test_erase_reaches_the_duplicates_merged_into_the_contact_and_deleted_
     assert after["title"] == "Weibo: (erased)"
     events = (await client.get("/api/v1/events", headers=tenant.headers, params={"type": "contact.erased"})).json()
     assert {e["entity_id"] for e in events["items"]} == {contact["id"], duplicate["id"]}
+
+
+async def test_erase_succeeds_when_the_scrubbed_text_outgrows_its_column(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """`(erased)` is longer than a one-character name: a text near its column's length still fits."""
+    contact = await create(client, "/api/v1/contacts", tenant.headers, first_name="伟", last_name="张")
+    description = "伟" + "。" * 1998 + "伟"
+    task = await create(
+        client, "/api/v1/tasks", tenant.headers, title="张" * 300, description=description, contact_id=contact["id"]
+    )
+    erased = await client.post(f"/api/v1/contacts/{contact['id']}/erase", headers=tenant.headers)
+    assert erased.status_code == 200, erased.text
+    after = (await client.get(f"/api/v1/tasks/{task['id']}", headers=tenant.headers)).json()
+    assert len(after["title"]) == 300 and "张" not in after["title"]
+    assert len(after["description"]) == 2000 and after["description"].startswith("(erased)。")
+
+
+async def test_erase_leaves_punctuation_alone_when_a_name_is_only_punctuation(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """A placeholder name (`.`, `-`) names nobody: amounts and times in the records about the
+    person keep their dots and dashes."""
+    contact = await create(client, "/api/v1/contacts", tenant.headers, first_name="Wei", last_name=".")
+    order = await create(
+        client,
+        "/api/v1/orders",
+        tenant.headers,
+        contact_id=contact["id"],
+        line_items=[{"name": "Licence", "quantity": "1", "unit_price": "1200.50"}],
+        notes="Paid 1200.50 on 2026-11-30; ask Wei.",
+    )
+    erased = await client.post(f"/api/v1/contacts/{contact['id']}/erase", headers=tenant.headers)
+    assert erased.status_code == 200, erased.text
+    after = (await client.get(f"/api/v1/orders/{order['id']}", headers=tenant.headers)).json()
+    assert after["notes"] == "Paid 1200.50 on 2026-11-30; ask (erased)."
+    [created] = (await client.get("/api/v1/events", headers=tenant.headers, params={"entity_id": order["id"]})).json()[
+        "items"
+    ]
+    assert created["data"]["total"] == "1200.50"
+
+
+async def test_erase_leaves_another_organisations_stored_replies_alone(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, db: AsyncSession
+) -> None:
+    contact = await create(client, "/api/v1/contacts", tenant.headers, first_name="伟", last_name="张")
+    # Another organisation's reply that happens to hold the id (here as its own external id).
+    theirs = {**other_tenant.headers, "Idempotency-Key": str(uuid.uuid4())}
+    first = await client.post(
+        "/api/v1/contacts", headers=theirs, json={"first_name": "X", "external_id": contact["id"]}
+    )
+    assert first.status_code == 201, first.text
+
+    erased = await client.post(f"/api/v1/contacts/{contact['id']}/erase", headers=tenant.headers)
+    assert erased.status_code == 200, erased.text
+    replayed = await client.post(
+        "/api/v1/contacts", headers=theirs, json={"first_name": "X", "external_id": contact["id"]}
+    )
+    assert replayed.status_code == 201 and replayed.json()["id"] == first.json()["id"]
+
+
+async def test_erase_scrubs_the_rows_imports_failed_or_skipped_that_name_the_person(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    app: Any,
+    settings: Settings,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nothing links a row an import left out to a contact, but the errors CSV serves its cells."""
+    monkeypatch.setattr(settings, "data_dir", tmp_path)
+    contact = await create(client, "/api/v1/contacts", tenant.headers, **PERSON)
+    content = (
+        "name,email,phone,note\n"
+        "张伟,zhang.wei@example.cn,,again\n"
+        "Wei Other,not-an-email,+86 138-0013-8000,\n"
+        "李伟,li.wei@example.cn,13900139000,坏\n"
+        "李伟,li.wei@example.cn,12,\n"
+    ).encode()
+    uploaded = await client.post(
+        "/api/v1/imports",
+        headers=tenant.headers,
+        files={"file": ("customers.csv", content)},
+        data={"entity": "contacts", "mode": "skip_duplicates"},
+    )
+    assert uploaded.status_code == 202, uploaded.text
+    import_id = uploaded.json()["id"]
+    ran = await imports.run_import(app.state.session_factory, uuid.UUID(tenant.organization_id), uuid.UUID(import_id))
+    assert ran == "done"
+
+    erased = await client.post(f"/api/v1/contacts/{contact['id']}/erase", headers=tenant.headers)
+    assert erased.status_code == 200, erased.text
+    errors = (await client.get(f"/api/v1/imports/{import_id}/errors", headers=tenant.headers)).content.decode(
+        "utf-8-sig"
+    )
+    rows = [row[3:] for row in csv.reader(io.StringIO(errors))][1:]
+    # The person's rows are scrubbed; another person's row is left whole, though it shares a name part.
+    assert rows == [
+        ["(erased)", "(erased)", "", "again"],
+        ["Wei Other", "not-an-email", "(erased)", ""],
+        ["李伟", "li.wei@example.cn", "12", ""],
+    ]

@@ -111,12 +111,18 @@ class SendReport:
     failed: int = 0
 
 
-async def _claim(session: AsyncSession, *, lease_seconds: float) -> _Claimed | None:
+async def _claim(session: AsyncSession, settings: Settings, *, lease_seconds: float) -> _Claimed | None:
     """Leases the message due longest ago, if any. The row lock decides between concurrent
     senders: a row another one holds is skipped, and the WHERE is checked again on the locked row.
     The choice is a materialised CTE, evaluated once: as an `IN (…)` subquery PostgreSQL may run it
-    again when it rechecks a row another sender changed, and then lease a second message."""
-    due = _OPEN & (MailMessage.next_attempt_at <= func.now())
+    again when it rechecks a row another sender changed, and then lease a second message.
+    A lease that ran out on the last allowed attempt is not taken up: that would be one attempt
+    too many (the next run's `_give_up_abandoned` fails the message)."""
+    due = (
+        _OPEN
+        & (MailMessage.next_attempt_at <= func.now())
+        & ((MailMessage.status == MailStatus.pending) | (MailMessage.attempts < settings.smtp_max_attempts))
+    )
     chosen = (
         select(MailMessage.organization_id, MailMessage.id)
         .where(due)
@@ -237,7 +243,11 @@ async def send_due(
         while True:
             async with sessions() as session, session.begin():
                 status = await _record(session, outcome, settings, rng) if outcome is not None else None
-                claimed = await _claim(session, lease_seconds=lease_seconds) if time.monotonic() < deadline else None
+                claimed = (
+                    await _claim(session, settings, lease_seconds=lease_seconds)
+                    if time.monotonic() < deadline
+                    else None
+                )
             if status is MailStatus.sent:
                 report.sent += 1
             elif status is MailStatus.pending:

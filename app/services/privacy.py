@@ -9,9 +9,9 @@ source, owner, company, country, timestamps) for aggregates, and is archived; it
 fields are cleared, and so are their values wherever else Rapport kept them: the audit trail's
 before/after values, the events' data and changes (which `GET /events` serves and webhook
 deliveries carry), stored idempotent replies, and the free text of the records that refer to
-the person (task titles, reminder e-mails, order notes…), where each name, e-mail and phone the
-person had becomes `(erased)`. The erasure itself is audited and is an event, which counts the
-rows scrubbed per table but names no value.
+the person (task titles, reminder e-mails, order notes…) and of the rows imports left out that
+name the person, where each name, e-mail and phone the person had becomes `(erased)`. The erasure
+itself is audited and is an event, which counts the rows scrubbed per table but names no value.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from app.schemas.contact import ContactRead
 from app.services import records
 from app.services.contacts import CONTACTS
 from app.services.personal_values import ERASED, PersonalValues
-from app.services.privacy_references import CONTACT_REFERENCES, Person
+from app.services.privacy_references import CONTACT_REFERENCES, UNLINKED_TEXT, Person
 
 # Fields that identify or describe the person; everything else about the contact is kept.
 PERSONAL_FIELDS: Final = frozenset(
@@ -208,10 +208,15 @@ async def erase_contact(
     for held_records in CONTACT_REFERENCES.values():
         if held_records.scrub is not None:
             scrubbed += await held_records.scrub(session, person, values)
+    for scrub_unlinked in UNLINKED_TEXT.values():
+        scrubbed += await scrub_unlinked(session, person, values)
     # Stored first replies (24 h) of requests that returned the person's data.
     for erased_id in person.contact_ids:
         await session.execute(
-            delete(IdempotencyRecord).where(IdempotencyRecord.response_body.contains(str(erased_id).encode()))
+            delete(IdempotencyRecord).where(
+                IdempotencyRecord.organization_id == person.organization_id,
+                IdempotencyRecord.response_body.contains(str(erased_id).encode()),
+            )
         )
 
     for duplicate in merged:

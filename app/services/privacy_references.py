@@ -4,7 +4,8 @@ One entry per foreign key into `contacts`, named `table.column` as PostgreSQL's 
 (app/core/references.py): what the personal-data export shows of those rows, which of their free
 text an erasure scrubs of the person's values, and why the rest is kept. A test compares this list
 with the catalogue, so a table added later that refers to a contact (or to a record listed here,
-as a reminder e-mail refers to a task) fails until it is given an entry here.
+as a reminder e-mail refers to a task) fails until it is given an entry here. `UNLINKED_TEXT`
+holds what refers to no contact but may name one (the rows imports left out).
 
 Every statement is scoped by the person's organisation.
 """
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models.audit import AuditEntry
 from app.models.base import utcnow
 from app.models.contact import Contact
+from app.models.data_import import ImportIssue
 from app.models.deal import Deal, DealContact
 from app.models.event import Event
 from app.models.lifecycle import LifecycleChange
@@ -63,6 +65,11 @@ class HeldRecords:
     kept: str
     # Foreign keys into these rows, handled with them: `table.column` → how.
     through: Mapping[str, str] = field(default_factory=dict)
+
+
+def _length(column: Any) -> int | None:
+    """The length of a text column, which a scrubbed value is cut to (None: unbounded)."""
+    return getattr(column.type, "length", None)
 
 
 def _dumped(schema: Any, rows: Sequence[Any]) -> list[dict[str, Any]]:
@@ -166,7 +173,10 @@ async def _scrub_tasks(session: AsyncSession, person: Person, values: PersonalVa
         .with_for_update()
     )
     for task_id, title, description in texts.all():
-        scrubbed = (values.scrub(title), values.scrub_optional(description))
+        scrubbed = (
+            values.scrub(title, limit=_length(Task.title)),
+            values.scrub_optional(description, limit=_length(Task.description)),
+        )
         if scrubbed != (title, description):
             await session.execute(
                 update(Task)
@@ -181,7 +191,7 @@ async def _scrub_tasks(session: AsyncSession, person: Person, values: PersonalVa
         .with_for_update()
     )
     for mail_id, subject, body_text in mails.all():
-        scrubbed = (values.scrub(subject), values.scrub(body_text))
+        scrubbed = (values.scrub(subject, limit=_length(MailMessage.subject)), values.scrub(body_text))
         if scrubbed != (subject, body_text):
             await session.execute(
                 update(MailMessage)
@@ -216,7 +226,10 @@ async def _scrub_activities(session: AsyncSession, person: Person, values: Perso
         .with_for_update()
     )
     for activity_id, channel, outcome in labels.all():
-        scrubbed = (values.scrub_optional(channel), values.scrub_optional(outcome))
+        scrubbed = (
+            values.scrub_optional(channel, limit=_length(ContactActivity.channel)),
+            values.scrub_optional(outcome, limit=_length(ContactActivity.outcome)),
+        )
         if scrubbed != (channel, outcome):
             await session.execute(
                 update(ContactActivity)
@@ -279,7 +292,7 @@ async def _scrub_deal_roles(session: AsyncSession, person: Person, values: Perso
     )
     changed_deals: set[uuid.UUID] = set()
     for deal_id, contact_id, role in roles.all():
-        if (scrubbed := values.scrub_optional(role)) != role:
+        if (scrubbed := values.scrub_optional(role, limit=_length(DealContact.role))) != role:
             await session.execute(
                 update(DealContact)
                 .where(
@@ -381,3 +394,28 @@ CONTACT_REFERENCES: Final[Mapping[str, HeldRecords]] = {
         through={"order_line_items.order_id": "product lines (names, quantities, prices): nothing personal"},
     ),
 }
+
+
+async def _scrub_import_issues(session: AsyncSession, person: Person, values: PersonalValues) -> Counter[str]:
+    """The rows imports failed or skipped keep their cells for the errors CSV. No key ties such a
+    row to a contact, so the organisation's rows are read, and those that name the person are
+    scrubbed; a name part alone does not make a row theirs (`伟` is in `李伟`)."""
+    counts: Counter[str] = Counter()
+    issues = await session.stream(
+        select(ImportIssue.id, ImportIssue.reason, ImportIssue.cells)
+        .where(ImportIssue.organization_id == person.organization_id)
+        .execution_options(yield_per=1000)
+    )
+    named = [issue async for issue in issues if values.names_the_person([issue.reason, issue.cells])]
+    for issue in named:
+        await session.execute(
+            update(ImportIssue)
+            .where(ImportIssue.organization_id == person.organization_id, ImportIssue.id == issue.id)
+            .values(reason=values.scrub(issue.reason), cells=values.scrub_json(issue.cells))
+        )
+        counts["import_issues"] += 1
+    return counts
+
+
+# Text that refers to no record of the person's but may name them: scrubbed where it does.
+UNLINKED_TEXT: Final[Mapping[str, Scrub]] = {"import_issues": _scrub_import_issues}
