@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,10 +20,11 @@ from app.core.settings import Settings
 from app.jobs.mail import send_mail
 from app.jobs.tasks import announce_due_tasks
 from app.models.idempotency import IdempotencyRecord
-from app.services import imports
+from app.services import exports, imports
 from app.services.privacy_references import CONTACT_REFERENCES
 from tests.helpers import Tenant, add_api_key, add_user, create
 from tests.mailserver import Mailbox, start_mailbox
+from tests.receiver import Received, Receiver
 
 PERSON = {
     "first_name": "伟",
@@ -471,3 +473,58 @@ async def test_erase_scrubs_the_rows_imports_failed_or_skipped_that_name_the_per
         ["Wei Other", "not-an-email", "(erased)", ""],
         ["李伟", "li.wei@example.cn", "12", ""],
     ]
+
+
+async def test_erase_expires_contact_exports_and_scrubs_their_search_terms(
+    client: httpx.AsyncClient, tenant: Tenant, app: Any
+) -> None:
+    person = await create(
+        client, "/api/v1/contacts", tenant.headers, first_name="伟", last_name="张", email="zhang.wei@erase.cn"
+    )
+    requested = await client.post(
+        "/api/v1/exports", headers=tenant.headers, json={"entity": "contacts", "q": "zhang.wei@erase.cn"}
+    )
+    assert requested.status_code == 202, requested.text
+    export_id = requested.json()["id"]
+    assert await exports.run_export(app.state.session_factory, uuid.UUID(tenant.organization_id), uuid.UUID(export_id))
+    download = f"/api/v1/exports/{export_id}/download"
+    assert "zhang.wei@erase.cn" in (await client.get(download, headers=tenant.headers)).text
+
+    erased = await client.post(f"/api/v1/contacts/{person['id']}/erase", headers=tenant.headers)
+    assert erased.status_code == 200, erased.text
+    assert (await client.get(download, headers=tenant.headers)).status_code == 410
+    stored = (await client.get(f"/api/v1/exports/{export_id}", headers=tenant.headers)).json()
+    assert "zhang.wei" not in str(stored)
+    history = (await client.get(f"/api/v1/contacts/{person['id']}/history", headers=tenant.headers)).json()
+    erasure = next(entry for entry in history["items"] if entry["action"] == "erase")
+    scrubbed = erasure["changes"]["scrubbed_records"]["after"]
+    assert (scrubbed["exports"], scrubbed["export_requests"]) == (1, 1)
+
+
+async def test_erase_drops_webhook_receivers_replies_about_the_person(
+    client: httpx.AsyncClient, tenant: Tenant, receiver: Receiver, relay: Any
+) -> None:
+    async def echo(received: Received) -> web.StreamResponse:
+        return web.Response(status=200, body=received.body)
+
+    receiver.responders["/echo"] = echo
+    subscribed = await client.post(
+        "/api/v1/webhooks", headers=tenant.headers, json={"url": receiver.url("/echo"), "events": ["contact.*"]}
+    )
+    assert subscribed.status_code == 201, subscribed.text
+    person = await create(client, "/api/v1/contacts", tenant.headers, first_name="伟", email="echo.wei@erase.cn")
+    bystander = await create(client, "/api/v1/contacts", tenant.headers, first_name="芳", email="fang@erase.cn")
+    await relay.run(budget_seconds=10)
+    deliveries = f"/api/v1/webhooks/{subscribed.json()['id']}/deliveries"
+
+    def replies() -> dict[str, str | None]:
+        return {item["entity_id"]: item["last_response"] for item in listed}
+
+    listed = (await client.get(deliveries, headers=tenant.headers)).json()["items"]
+    assert "echo.wei@erase.cn" in (replies()[person["id"]] or "")
+
+    erased = await client.post(f"/api/v1/contacts/{person['id']}/erase", headers=tenant.headers)
+    assert erased.status_code == 200, erased.text
+    listed = (await client.get(deliveries, headers=tenant.headers)).json()["items"]
+    assert replies()[person["id"]] is None
+    assert "fang@erase.cn" in (replies()[bystander["id"]] or "")

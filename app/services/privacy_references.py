@@ -27,11 +27,13 @@ from app.models.contact import Contact
 from app.models.data_import import ImportIssue
 from app.models.deal import Deal, DealContact
 from app.models.event import Event
+from app.models.export import Export as ExportRequest
 from app.models.lifecycle import LifecycleChange
 from app.models.mail import MailMessage
 from app.models.order import Order
 from app.models.scoring import ContactActivity, LeadScore
 from app.models.task import Task
+from app.models.webhook import WebhookDelivery
 from app.schemas.contact import ContactRead, LifecycleChangeRead
 from app.schemas.mail import MailMessageRead
 from app.schemas.scoring import ActivityRead
@@ -417,5 +419,54 @@ async def _scrub_import_issues(session: AsyncSession, person: Person, values: Pe
     return counts
 
 
-# Text that refers to no record of the person's but may name them: scrubbed where it does.
-UNLINKED_TEXT: Final[Mapping[str, Scrub]] = {"import_issues": _scrub_import_issues}
+_EXPORT_Q_LENGTH: Final[int] = ExportRequest.__table__.c.q.type.length  # type: ignore[attr-defined]
+
+
+async def _expire_contact_exports(session: AsyncSession, person: Person, values: PersonalValues) -> Counter[str]:
+    """A finished contact export's file may hold the person's row until it expires: it expires now
+    (a download answers 410, the sweep deletes the file), and the search terms stored with the
+    request are scrubbed. The file is not rewritten: ask for a new export."""
+    counts: Counter[str] = Counter()
+    contact_exports = (ExportRequest.organization_id == person.organization_id) & (ExportRequest.entity == "contacts")
+    still_served = or_(ExportRequest.expires_at.is_(None), ExportRequest.expires_at > utcnow())
+    expired = await session.execute(
+        update(ExportRequest)
+        .where(contact_exports, ExportRequest.status == "done", still_served)
+        .values(expires_at=utcnow())
+    )
+    counts["exports"] += expired.rowcount  # type: ignore[attr-defined]
+    stored = select(ExportRequest.id, ExportRequest.q, ExportRequest.filter).where(contact_exports)
+    requests = await session.execute(stored)
+    for export_id, q, stored_filter in requests:
+        if values.names_the_person([q, stored_filter]):
+            await session.execute(
+                update(ExportRequest)
+                .where(ExportRequest.organization_id == person.organization_id, ExportRequest.id == export_id)
+                .values(q=values.scrub(q, limit=_EXPORT_Q_LENGTH) if q else q, filter=values.scrub_json(stored_filter))
+            )
+            counts["export_requests"] += 1
+    return counts
+
+
+async def _forget_delivery_replies(session: AsyncSession, person: Person, values: PersonalValues) -> Counter[str]:
+    """A webhook receiver's reply to a delivery of the person's events is kept (`last_response`,
+    for debugging); a receiver may echo the event in it. Those replies are dropped."""
+    forgotten = await session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.organization_id == person.organization_id,
+            WebhookDelivery.entity_id.in_(person.contact_ids),
+            WebhookDelivery.last_response.is_not(None),
+        )
+        .values(last_response=None)
+    )
+    count: int = forgotten.rowcount  # type: ignore[attr-defined]
+    return Counter({"webhook_deliveries": count}) if count else Counter()
+
+
+# What refers to no record of the person's but may hold them: scrubbed (or expired) where it does.
+UNLINKED_TEXT: Final[Mapping[str, Scrub]] = {
+    "import_issues": _scrub_import_issues,
+    "exports": _expire_contact_exports,
+    "webhook_deliveries": _forget_delivery_replies,
+}
