@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.services import reports
 from tests.helpers import Tenant, add_api_key, add_user, assert_problem, create, error_locs
 
 DEALS = "/api/v1/deals"
@@ -1060,3 +1061,18 @@ async def test_stay_buckets_and_the_median_bound(db: AsyncSession) -> None:
         estimate = histogram_median(counts)
         assert estimate is not None
         assert abs(estimate - exact) <= max((STAY_BUCKET_RATIO - 1) * exact, 1.0), (stays, estimate, exact)
+
+
+async def test_large_report_settings_hold_for_the_report_on_a_read_session_and_are_reset(app: Any) -> None:
+    """Reads run in autocommit, where `SET LOCAL` does nothing: the settings must hold on the
+    session's connection for the report's statements, and be gone before it returns to the pool."""
+
+    async def shown(session: AsyncSession) -> tuple[str, str]:
+        work_mem = (await session.execute(text("SHOW work_mem"))).scalar_one()
+        return work_mem, (await session.execute(text("SHOW jit"))).scalar_one()
+
+    async with app.state.read_session_factory() as session:
+        before = await shown(session)
+        async with reports._large_report(session):
+            assert await shown(session) == ("128MB", "off")
+        assert await shown(session) == before

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -128,16 +130,32 @@ def _deals(session: AsyncSession, principal: Principal, *, owner_id: uuid.UUID |
     return statement if owner_id is None else statement.where(Deal.owner_id == owner_id)
 
 
-# Settings for a report's transaction (SET LOCAL: they end with it). A funnel groups up to a
-# million deals and sorts up to a million stays: at the default 4 MB both spill to disk. JIT
-# compiling costs more than it saves on these short scans; and a custom plan for each call (not
-# a prepared statement's generic plan) keeps the real period and owner in the estimates.
-_REPORT_SETTINGS: Final = ("work_mem = '128MB'", "jit = off", "plan_cache_mode = force_custom_plan")
+# Settings for a large report's statements. A funnel from raw history groups up to a million
+# deals and sorts up to a million stays: at the default 4 MB both spill to disk. JIT compiling
+# costs more than it saves on these short scans; and a custom plan for each call (not a prepared
+# statement's generic plan) keeps the real period and owner in the estimates.
+_REPORT_SETTINGS: Final = {"work_mem": "128MB", "jit": "off", "plan_cache_mode": "force_custom_plan"}
+_APPLY_REPORT_SETTINGS: Final = text(
+    "SELECT " + ", ".join(f"set_config('{name}', '{value}', false)" for name, value in _REPORT_SETTINGS.items())
+)
+# What `RESET` would restore, as one statement (a prepared statement holds one command).
+_RESET_REPORT_SETTINGS: Final = text(
+    "SELECT set_config(name, reset_val, false) FROM pg_settings WHERE name IN ("
+    + ", ".join(f"'{name}'" for name in _REPORT_SETTINGS)
+    + ")"
+)
 
 
-async def _large_report(session: AsyncSession) -> None:
-    for setting in _REPORT_SETTINGS:
-        await session.execute(text(f"SET LOCAL {setting}"))
+@asynccontextmanager
+async def _large_report(session: AsyncSession) -> AsyncIterator[None]:
+    """The report's statements with `_REPORT_SETTINGS`. Reads run in autocommit (no transaction,
+    so no `SET LOCAL`): the settings are set for the session's connection, in one round trip, and
+    reset before it goes back to the pool."""
+    await session.execute(_APPLY_REPORT_SETTINGS)
+    try:
+        yield
+    finally:
+        await session.execute(_RESET_REPORT_SETTINGS)
 
 
 def _seconds(later: Any, earlier: Any) -> ColumnElement[Any]:
@@ -254,16 +272,16 @@ async def funnel(
         reached, stays = await _entered_funnel(session, principal, pipeline, steps, start, end, owner_id)
     else:
         start, end = funnel_cohorts.whole_days(start, end)
-        await _large_report(session)
-        facts = await funnel_cohorts.cohort_facts(
-            session,
-            principal,
-            pipeline_id=pipeline.id,
-            first_day=start.date(),
-            after_day=end.date(),
-            stage_ids=[stage.id for stage in steps.opens],
-            owner_id=owner_id,
-        )
+        async with _large_report(session):
+            facts = await funnel_cohorts.cohort_facts(
+                session,
+                principal,
+                pipeline_id=pipeline.id,
+                first_day=start.date(),
+                after_day=end.date(),
+                stage_ids=[stage.id for stage in steps.opens],
+                owner_id=owner_id,
+            )
         numbered = steps.numbered
         reached = [0] * (len(steps.opens) + 1)
         for stage_set, deals in facts.deals_by_stage_set:
@@ -299,8 +317,6 @@ async def _entered_funnel(
     counted), exact; none for the won step. Returns reached per step and the stays per stage."""
     won_step = len(steps.opens)
     numbered = steps.numbered
-    await _large_report(session)
-
     visit = DealStageVisit
     # A visit's step from the stages' current order: a CASE over the pipeline's few stage ids, so
     # the visits need no join and a reorder is seen at once (nothing stored depends on positions).
@@ -337,7 +353,6 @@ async def _entered_funnel(
     furthest = select(func.max(visits.c.step).label("step")).group_by(visits.c.deal_id).subquery("furthest")
     per_step = select(furthest.c.step, func.count().label("deals")).group_by(furthest.c.step).subquery("per_step")
     reached = select(per_step.c.step, func.sum(per_step.c.deals).over(order_by=per_step.c.step.desc()).cast(Integer))
-    running: dict[int, int] = dict((await session.execute(reached)).all())
     stay = _seconds(visits.c.exited_at, visits.c.entered_at)
     stays = (
         select(
@@ -349,10 +364,12 @@ async def _entered_funnel(
         .where(visits.c.exited_at.is_not(None), visits.c.step < won_step)
         .group_by(visits.c.stage_id)
     )
-    durations = {
-        row.stage_id: StayFigures(stays=row.n, median_seconds=row.median_s, average_seconds=row.avg_s)
-        for row in await session.execute(stays)
-    }
+    async with _large_report(session):
+        running: dict[int, int] = dict((await session.execute(reached)).all())
+        durations = {
+            row.stage_id: StayFigures(stays=row.n, median_seconds=row.median_s, average_seconds=row.avg_s)
+            for row in await session.execute(stays)
+        }
 
     def reached_at(step: int) -> int:
         later = [s for s in running if s >= step]
