@@ -144,11 +144,20 @@ def transaction_cache(session: AsyncSession, name: str) -> dict[Any, Any]:
     return cache
 
 
-@event.listens_for(Session, "after_commit")
 @event.listens_for(Session, "after_rollback")
 def _forget_transaction_caches(session: Session) -> None:
+    """Any rollback, a savepoint's included: what a cache holds may have been undone with it (an
+    assignment rule's turn taken in the savepoint)."""
     for key in [key for key in session.info if isinstance(key, str) and key.startswith(_CACHE_PREFIX)]:
         del session.info[key]
+
+
+@event.listens_for(Session, "after_commit")
+def _forget_transaction_caches_at_the_end(session: Session) -> None:
+    # SQLAlchemy calls this when a savepoint is released too: the transaction goes on, and so do
+    # its answers (a batch or import chunk would otherwise look them up again for every record).
+    if session.get_nested_transaction() is None:
+        _forget_transaction_caches(session)
 
 
 def insert_values(record: Any) -> dict[str, Any]:

@@ -121,6 +121,8 @@ async def _contact_links(
     for index, contact_id in enumerate(ids):
         if contact_id in ids[:index]:
             raise ValidationFailed(FieldError(("body", "contacts", index, "contact_id"), "is listed twice"))
+    if not ids:
+        return []
     found = set(
         await session.scalars(
             select(Contact.id).where(Contact.organization_id == principal.organization_id, Contact.id.in_(ids))
