@@ -21,6 +21,7 @@ from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit, text_search
+from app.core.db import transaction_cache
 from app.core.enums import AuditAction, ContactSource, CustomFieldEntity, StageKind
 from app.core.errors import DomainError, FieldError, NotFound, ValidationFailed
 from app.core.ids import new_id
@@ -41,6 +42,7 @@ from app.services.records import FindQuery, RecordType, builtin
 
 CENT: Final = Decimal("0.01")
 QUANTITY_STEP: Final = Decimal("0.0001")
+_VISIBLE_COMPANIES_KEY: Final = "deals.visible_companies"
 
 
 def _fields() -> dict[str, FieldSpec]:
@@ -105,12 +107,16 @@ def line_amount(quantity: Decimal, unit_price: Decimal, discount_percent: Decima
 
 
 async def _check_company(session: AsyncSession, principal: Principal, company_id: uuid.UUID | None) -> None:
-    if company_id is None:
+    """The company exists and the caller sees it: checked once a transaction per company (an
+    import chunk links many deals to the same customers)."""
+    checked = transaction_cache(session, _VISIBLE_COMPANIES_KEY)
+    if company_id is None or (principal.id, company_id) in checked:
         return
     try:
         await TenantRepository(Company, session, principal, label="company").get(company_id)
     except NotFound as exc:
         raise ValidationFailed(FieldError(("body", "company_id"), f"no company with id {company_id}")) from exc
+    checked[(principal.id, company_id)] = True
 
 
 async def _contact_links(

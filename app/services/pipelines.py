@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit
+from app.core.db import transaction_cache
 from app.core.enums import AuditAction, StageKind
 from app.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from app.core.principal import Principal
@@ -29,6 +30,7 @@ from app.schemas.pipeline import PipelineCreate, PipelineUpdate, StageCreate, St
 
 MAX_PIPELINES: Final = 50
 MAX_STAGES: Final = 50
+_LIVE_STAGES_KEY: Final = "pipelines.live_stages"
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,16 +239,22 @@ async def delete_pipeline(
 async def live_stage(
     session: AsyncSession, principal: Principal, stage_id: uuid.UUID, *, loc: tuple[str | int, ...]
 ) -> PipelineStage:
-    """A stage a deal may be put in, named in a request body: else a 422 at `loc`."""
-    stage = await session.scalar(
-        select(PipelineStage).where(
-            PipelineStage.organization_id == principal.organization_id,
-            PipelineStage.id == stage_id,
-            PipelineStage.archived_at.is_(None),
-        )
-    )
+    """A stage a deal may be put in, named in a request body: else a 422 at `loc`. Found once a
+    transaction (a batch or an import chunk names the same few stages for every deal); a stage
+    archived since in this transaction is seen on the session's own object."""
+    found = transaction_cache(session, _LIVE_STAGES_KEY)
+    stage: PipelineStage | None = found.get((principal.organization_id, stage_id))
     if stage is None:
+        stage = await session.scalar(
+            select(PipelineStage).where(
+                PipelineStage.organization_id == principal.organization_id,
+                PipelineStage.id == stage_id,
+                PipelineStage.archived_at.is_(None),
+            )
+        )
+    if stage is None or stage.archived_at is not None:
         raise ValidationFailed(FieldError(loc, f"no stage with id {stage_id}"))
+    found[(principal.organization_id, stage_id)] = stage
     return stage
 
 
