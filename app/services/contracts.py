@@ -35,6 +35,12 @@ from app.services import contract_templates, organizations, records
 from app.services.contract_templates import TemplateFailed
 
 LABEL: Final = "contract"
+# What a contract names by id, checked visible to the caller: (field, model, label).
+_RELATED: Final[tuple[records.Related, ...]] = (
+    ("company_id", Company, "company"),
+    ("deal_id", Deal, "deal"),
+    ("template_id", ContractTemplate, "contract template"),
+)
 
 TRANSITIONS: Final[dict[ContractStatus, frozenset[ContractStatus]]] = {
     ContractStatus.draft: frozenset({ContractStatus.sent, ContractStatus.terminated}),
@@ -105,29 +111,8 @@ async def _next_number(session: AsyncSession, organization_id: uuid.UUID, year: 
     return int((await session.execute(statement)).scalar_one())
 
 
-async def _check_related(session: AsyncSession, principal: Principal, values: dict[str, Any]) -> dict[str, Any]:
-    """The company, deal and template named exist in the caller's organisation (and are visible to
-    it): a 422 at the field otherwise. Returns the records found, by field."""
-    found: dict[str, Any] = {}
-    for field, model, label in (
-        ("company_id", Company, "company"),
-        ("deal_id", Deal, "deal"),
-        ("template_id", ContractTemplate, "contract template"),
-    ):
-        record_id = values.get(field)
-        if record_id is None:
-            continue
-        try:
-            found[field] = await TenantRepository(model, session, principal, label=label).get(record_id)
-        except NotFound as exc:
-            raise ValidationFailed(FieldError(("body", field), f"no {label} with id {record_id}")) from exc
-    return found
-
-
 async def create_contract(session: AsyncSession, principal: Principal, *, data: ContractCreate) -> Contract:
-    related = await _check_related(
-        session, principal, data.model_dump(include={"company_id", "deal_id", "template_id"})
-    )
+    related = await records.related_records(session, principal, data.model_dump(), _RELATED)
     deal: Deal | None = related.get("deal_id")
     currency = data.currency or await organizations.default_currency(session, principal.organization_id)
     now = utcnow()
@@ -163,13 +148,6 @@ async def get_contract(session: AsyncSession, principal: Principal, contract_id:
     return await _contracts(session, principal).get(contract_id)
 
 
-async def _locked(
-    session: AsyncSession, principal: Principal, contract_id: uuid.UUID, expected_version: int | None
-) -> Contract:
-    contract = await _contracts(session, principal).locked(contract_id, expected_version=expected_version)
-    return contract
-
-
 async def _announce_change(
     session: AsyncSession, principal: Principal, contract: Contract, *, before: audit.Snapshot, names: list[str]
 ) -> None:
@@ -190,7 +168,7 @@ async def update_contract(
     data: ContractUpdate,
     expected_version: int | None,
 ) -> Contract:
-    contract = await _locked(session, principal, contract_id, expected_version)
+    contract = await _contracts(session, principal).locked(contract_id, expected_version=expected_version)
     changes = data.changes()
     if contract.status is not ContractStatus.draft and (frozen := sorted(set(changes) - _ALWAYS_EDITABLE)):
         raise Conflict(f"The contract is {contract.status.value}; {', '.join(frozen)} change only while it is a draft")
@@ -198,7 +176,7 @@ async def update_contract(
     if end < start:
         field = "end_date" if "end_date" in changes else "start_date"
         raise ValidationFailed(FieldError(("body", field), "the contract would end before it starts"))
-    await _check_related(session, principal, changes)
+    await records.related_records(session, principal, changes, _RELATED)
     await records.check_new_owner(session, principal, changes, contract.owner_id)
     before = _snapshot(contract)
     for name, value in changes.items():
@@ -218,7 +196,7 @@ async def transition_contract(
 ) -> Contract:
     """Moves the contract to `to` if `TRANSITIONS` allows it; audited, and announced as
     `contract.status_changed` and the status's own event."""
-    contract = await _locked(session, principal, contract_id, expected_version)
+    contract = await _contracts(session, principal).locked(contract_id, expected_version=expected_version)
     allowed = TRANSITIONS[contract.status]
     if to not in allowed:
         listed = ", ".join(sorted(allowed)) or "none: it has ended"
@@ -293,12 +271,12 @@ async def render_contract(
 ) -> Contract:
     """Renders the contract's document with `template_id` (kept as the contract's template), its
     own template, or the built-in one, and stores it. The document is fixed once the contract is sent."""
-    contract = await _locked(session, principal, contract_id, expected_version)
+    contract = await _contracts(session, principal).locked(contract_id, expected_version=expected_version)
     if contract.status is not ContractStatus.draft:
         raise Conflict(f"The contract is {contract.status.value}; its document was fixed when it was sent")
     before = _snapshot(contract)
     if template_id is not None:
-        await _check_related(session, principal, {"template_id": template_id})
+        await records.related_records(session, principal, {"template_id": template_id}, _RELATED)
     chosen = template_id or contract.template_id
     source = await contract_templates.source(session, principal, chosen)
     try:

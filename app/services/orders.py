@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit, events
 from app.core.enums import AuditAction, OrderStatus, StageKind
-from app.core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from app.core.errors import Conflict, FieldError, ValidationFailed
 from app.core.pagination import Keyset, Page
 from app.core.principal import Principal
 from app.core.repository import TenantRepository
@@ -35,6 +35,12 @@ from app.services.deals import line_amount
 CENT: Final = Decimal("0.01")
 _QUANTITY_SCALE: Final = Decimal("0.0001")
 LABEL: Final = "order"
+# What an order names by id, checked visible to the caller: (field, model, label).
+_RELATED: Final[tuple[records.Related, ...]] = (
+    ("contact_id", Contact, "contact"),
+    ("company_id", Company, "company"),
+    ("deal_id", Deal, "deal"),
+)
 
 TRANSITIONS: Final[dict[OrderStatus, frozenset[OrderStatus]]] = {
     OrderStatus.draft: frozenset({OrderStatus.confirmed, OrderStatus.cancelled}),
@@ -86,22 +92,6 @@ def _emit(session: AsyncSession, principal: Principal, order: Order, name: str, 
         actor=events.Actor.of(principal),
         changes=changes,
     )
-
-
-async def _check_related(session: AsyncSession, principal: Principal, values: dict[str, Any]) -> dict[str, Any]:
-    """The contact, company and deal named exist in the caller's organisation (and are visible
-    to it): a 422 at the field otherwise. Returns the records found, by field."""
-    found: dict[str, Any] = {}
-    for field, model in (("contact_id", Contact), ("company_id", Company), ("deal_id", Deal)):
-        record_id = values.get(field)
-        if record_id is None:
-            continue
-        label = field.removesuffix("_id")
-        try:
-            found[field] = await TenantRepository(model, session, principal, label=label).get(record_id)
-        except NotFound as exc:
-            raise ValidationFailed(FieldError(("body", field), f"no {label} with id {record_id}")) from exc
-    return found
 
 
 async def _priced_lines(
@@ -176,7 +166,7 @@ async def _created(session: AsyncSession, principal: Principal, order: Order) ->
 
 
 async def create_order(session: AsyncSession, principal: Principal, *, data: OrderCreate) -> Order:
-    related = await _check_related(session, principal, data.model_dump(include={"contact_id", "company_id", "deal_id"}))
+    related = await records.related_records(session, principal, data.model_dump(), _RELATED)
     deal: Deal | None = related.get("deal_id")
     currency = data.currency or await organizations.default_currency(session, principal.organization_id)
     order = Order(
@@ -238,13 +228,6 @@ async def get_order(session: AsyncSession, principal: Principal, order_id: uuid.
     return await _orders(session, principal).get(order_id)
 
 
-async def _locked(
-    session: AsyncSession, principal: Principal, order_id: uuid.UUID, expected_version: int | None
-) -> Order:
-    order = await _orders(session, principal).locked(order_id, expected_version=expected_version)
-    return order
-
-
 async def _announce_change(
     session: AsyncSession, principal: Principal, order: Order, *, before: audit.Snapshot, events_: Sequence[str]
 ) -> None:
@@ -267,7 +250,7 @@ async def update_order(
     data: OrderUpdate,
     expected_version: int | None,
 ) -> Order:
-    order = await _locked(session, principal, order_id, expected_version)
+    order = await _orders(session, principal).locked(order_id, expected_version=expected_version)
     changes = data.changes()
     if order.status is not OrderStatus.draft and (frozen := sorted(set(changes) - _ALWAYS_EDITABLE)):
         raise Conflict(f"The order is {order.status.value}; {', '.join(frozen)} change only while it is a draft")
@@ -277,11 +260,7 @@ async def update_order(
         customer = {key: changes.get(key, getattr(order, key)) for key in ("contact_id", "company_id")}
         if customer["contact_id"] is None and customer["company_id"] is None:
             raise ValidationFailed(FieldError(("body",), "an order needs a contact_id, a company_id or both"))
-        await _check_related(
-            session,
-            principal,
-            {key: changes[key] for key in ("contact_id", "company_id", "deal_id") if key in changes},
-        )
+        await records.related_records(session, principal, changes, _RELATED)
         await records.check_new_owner(session, principal, changes, order.owner_id)
         if "line_items" in changes:
             currency = changes.get("currency", order.currency)
@@ -304,7 +283,7 @@ async def transition_order(
 ) -> Order:
     """Moves the order to `to` if `TRANSITIONS` allows it; audited, and announced as
     `order.status_changed` and `order.<to>`."""
-    order = await _locked(session, principal, order_id, expected_version)
+    order = await _orders(session, principal).locked(order_id, expected_version=expected_version)
     allowed = TRANSITIONS[order.status]
     if to not in allowed:
         listed = ", ".join(sorted(allowed)) or "none: it is final"

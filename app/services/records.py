@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core import audit, csv_export, events, text_search
 from app.core.db import copy_rows, insert_values, lock_for_transaction
 from app.core.enums import AuditAction, CustomFieldEntity
-from app.core.errors import Conflict, DomainError, FieldError, PreconditionFailed, ValidationFailed
+from app.core.errors import Conflict, DomainError, FieldError, NotFound, PreconditionFailed, ValidationFailed
 from app.core.pagination import MAX_LIMIT, Keyset, Page
 from app.core.principal import Principal
 from app.core.repository import TenantRepository
@@ -203,6 +203,29 @@ async def custom_values(
         session, principal.organization_id, kind.custom_entity, for_write=bool(incoming) or current is not None
     )
     return validate_values(definitions, incoming, current=current)
+
+
+Related = tuple[str, type[Base], str]
+
+
+async def related_records(
+    session: AsyncSession, principal: Principal, values: Mapping[str, Any], related: Sequence[Related]
+) -> dict[str, Any]:
+    """The records a body names by id — `related` lists (field, model, label) — found among those
+    the caller can see in its organisation, by field; a 422 at every field that names none (the
+    composite foreign keys would refuse another tenant's anyway)."""
+    found: dict[str, Any] = {}
+    errors = []
+    for field, model, label in related:
+        if (record_id := values.get(field)) is None:
+            continue
+        try:
+            found[field] = await TenantRepository(model, session, principal, label=label).get(record_id)
+        except NotFound:
+            errors.append(FieldError(("body", field), f"no {label} with id {record_id}"))
+    if errors:
+        raise ValidationFailed(errors)
+    return found
 
 
 async def initial_owner(

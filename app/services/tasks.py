@@ -26,13 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core import audit, events
 from app.core.enums import AuditAction, TaskKind, TaskStatus
-from app.core.errors import FieldError, NotFound, ValidationFailed
+from app.core.errors import FieldError, ValidationFailed
 from app.core.ids import new_id
 from app.core.pagination import Keyset, Page, SortKey, ValueKind
 from app.core.principal import Principal
 from app.core.repository import TenantRepository
 from app.core.settings import Settings
-from app.models.base import Base, utcnow
+from app.models.base import utcnow
 from app.models.company import Company
 from app.models.contact import Contact
 from app.models.deal import Deal
@@ -46,7 +46,7 @@ LABEL: Final = "task"
 # Tasks announced per transaction by the sweep: a burst of due tasks commits in bounded steps.
 DUE_BATCH: Final = 500
 
-_RELATED: Final[tuple[tuple[str, type[Base], str], ...]] = (
+_RELATED: Final[tuple[records.Related, ...]] = (
     ("contact_id", Contact, "contact"),
     ("company_id", Company, "company"),
     ("deal_id", Deal, "deal"),
@@ -97,23 +97,8 @@ def _at_assignee(exc: ValidationFailed) -> ValidationFailed:
     return ValidationFailed([FieldError(("body", "assignee_id"), error.msg) for error in exc.errors])
 
 
-async def _check_related(session: AsyncSession, principal: Principal, values: Mapping[str, Any]) -> None:
-    """Each related id given must be a record the caller can see in its organisation; a 422 at
-    each field that is not (the composite foreign keys would refuse another tenant's anyway)."""
-    errors = []
-    for field, model, label in _RELATED:
-        if (record_id := values.get(field)) is None:
-            continue
-        try:
-            await TenantRepository(model, session, principal, label=label).get(record_id)
-        except NotFound:
-            errors.append(FieldError(("body", field), f"no {label} with id {record_id}"))
-    if errors:
-        raise ValidationFailed(errors)
-
-
 async def create_task(session: AsyncSession, principal: Principal, *, data: TaskCreate) -> Task:
-    await _check_related(session, principal, data.model_dump())
+    await records.related_records(session, principal, data.model_dump(), _RELATED)
     try:
         assignee_id = await records.initial_owner(
             session, principal, sent="assignee_id" in data.model_fields_set, owner_id=data.assignee_id
@@ -227,7 +212,7 @@ async def _apply(session: AsyncSession, principal: Principal, task: Task, change
     with session.no_autoflush:
         before, was = _snapshot(task), task.status
         relinked = {f: changes[f] for f, _, _ in _RELATED if f in changes and changes[f] != getattr(task, f)}
-        await _check_related(session, principal, relinked)
+        await records.related_records(session, principal, relinked, _RELATED)
         try:
             await records.check_new_owner(
                 session, principal, {"owner_id": changes.get("assignee_id")}, task.assignee_id
