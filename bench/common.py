@@ -3,6 +3,7 @@ stopping the servers, signing in, capturing the SQL the app runs, and percentile
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
@@ -312,3 +313,64 @@ def save_result(name: str, result: dict[str, Any]) -> Path:
     path = RESULTS_DIR / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str))
     return path
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+async def drop_secondary_indexes(connection: Any, tables: Sequence[str], record_table: str) -> int:
+    """Drops the tables' indexes but their primary keys before a bulk load, recording each
+    definition in `record_table` first (a load that is killed still has them rebuilt by the next
+    run); how many were dropped."""
+    async with connection.transaction():
+        rows = await connection.fetch(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
+            "AND tablename = ANY($1::text[]) AND indexname NOT LIKE 'pk\\_%'",
+            list(tables),
+        )
+        for row in rows:
+            await connection.execute(
+                f"INSERT INTO {record_table} (name, definition) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                row["indexname"],
+                row["indexdef"],
+            )
+            await connection.execute(f'DROP INDEX public."{row["indexname"]}"')
+    return len(rows)
+
+
+async def rebuild_indexes(
+    dsn: str, record_table: str, *, maintenance_work_mem: str, on_its_own: str | None = None
+) -> float:
+    """Rebuilds the indexes `drop_secondary_indexes` recorded, on two connections so that both cores
+    work: the index `on_its_own` names (the longest build) on one and the rest on the other, else
+    alternately; the seconds it took (0 when there was nothing to build)."""
+    import asyncpg
+
+    control = await asyncpg.connect(dsn)
+    try:
+        dropped = await control.fetch(f"SELECT name, definition FROM {record_table} ORDER BY name")
+    finally:
+        await control.close()
+    if not dropped:
+        return 0.0
+    started = time.perf_counter()
+    if on_its_own is None:
+        shares = [dropped[0::2], dropped[1::2]]
+    else:
+        shares = [[r for r in dropped if r["name"] == on_its_own], [r for r in dropped if r["name"] != on_its_own]]
+
+    async def build(rows: list[Any]) -> None:
+        connection = await asyncpg.connect(dsn, server_settings={"maintenance_work_mem": maintenance_work_mem})
+        try:
+            for row in rows:
+                t0 = time.perf_counter()
+                async with connection.transaction():
+                    await connection.execute(row["definition"])
+                    await connection.execute(f"DELETE FROM {record_table} WHERE name = $1", row["name"])
+                log(f"  built {row['name']} in {time.perf_counter() - t0:.1f} s")
+        finally:
+            await connection.close()
+
+    await asyncio.gather(*(build(share) for share in shares))
+    return time.perf_counter() - started

@@ -57,6 +57,7 @@ from typing import Any
 os.environ.setdefault("RAPPORT_BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/rapport_bench_deals")
 
 from bench import common, data
+from bench.common import log
 
 common.use_app_environment()
 
@@ -91,8 +92,7 @@ CREATE TABLE IF NOT EXISTS bench.deal_dropped_indexes (name text PRIMARY KEY, de
 """
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+_DROPPED_INDEXES = "bench.deal_dropped_indexes"
 
 
 # --------------------------------------------------------------------------- data
@@ -255,50 +255,6 @@ def load_batches(plan: Plan, batches: list[int]) -> dict[str, float]:
     return asyncio.run(run())
 
 
-async def _drop_indexes(connection: asyncpg.Connection) -> None:
-    async with connection.transaction():
-        rows = await connection.fetch(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
-            "AND tablename IN ('deals', 'deal_stage_history') AND indexname NOT LIKE 'pk\\_%'"
-        )
-        for row in rows:
-            await connection.execute(
-                "INSERT INTO bench.deal_dropped_indexes VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                row["indexname"],
-                row["indexdef"],
-            )
-            await connection.execute(f'DROP INDEX public."{row["indexname"]}"')
-    if rows:
-        log(f"dropped {len(rows)} secondary indexes on deals and their history for the load")
-
-
-async def _rebuild_indexes(dsn: str) -> None:
-    control = await asyncpg.connect(dsn)
-    try:
-        dropped = await control.fetch("SELECT name, definition FROM bench.deal_dropped_indexes ORDER BY name")
-    finally:
-        await control.close()
-    if not dropped:
-        return
-    started = time.perf_counter()
-    shares = [dropped[0::2], dropped[1::2]]
-
-    async def build(rows: list[asyncpg.Record]) -> None:
-        connection = await asyncpg.connect(dsn, server_settings={"maintenance_work_mem": "1GB"})
-        try:
-            for row in rows:
-                t0 = time.perf_counter()
-                async with connection.transaction():
-                    await connection.execute(row["definition"])
-                    await connection.execute("DELETE FROM bench.deal_dropped_indexes WHERE name = $1", row["name"])
-                log(f"  built {row['name']} in {time.perf_counter() - t0:.1f} s")
-        finally:
-            await connection.close()
-
-    await asyncio.gather(*(build(share) for share in shares))
-    log(f"indexes rebuilt in {time.perf_counter() - started:.1f} s")
-
-
 async def seed(args: argparse.Namespace) -> None:
     from bench import seed as contacts_seed  # the organisation and its 20 users, made the same way
 
@@ -338,7 +294,9 @@ async def seed(args: argparse.Namespace) -> None:
         total = -(-args.deals // args.batch_size)
         todo = [b for b in range(total) if b not in done]
         if todo:
-            await _drop_indexes(connection)
+            tables = ["deals", "deal_stage_history"]
+            if dropped := await common.drop_secondary_indexes(connection, tables, _DROPPED_INDEXES):
+                log(f"dropped {dropped} secondary indexes on deals and their history for the load")
     finally:
         await connection.close()
     plan = Plan(
@@ -363,7 +321,8 @@ async def seed(args: argparse.Namespace) -> None:
             f"deals: loaded in {time.perf_counter() - started:.1f} s (summed over processes: python "
             f"{sum(s['generate_s'] for s in stats):.1f} s, COPY {sum(s['copy_s'] for s in stats):.1f} s)"
         )
-    await _rebuild_indexes(dsn)
+    if seconds := await common.rebuild_indexes(dsn, _DROPPED_INDEXES, maintenance_work_mem="1GB"):
+        log(f"indexes rebuilt in {seconds:.1f} s")
     connection = await asyncpg.connect(dsn)
     try:
         # The loader's COPY ran with triggers off: the funnel facts are built from the history once.

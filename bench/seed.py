@@ -34,6 +34,7 @@ from datetime import timedelta
 from typing import Any
 
 from bench import common, data
+from bench.common import log
 
 common.use_app_environment()
 
@@ -72,8 +73,7 @@ CREATE TABLE IF NOT EXISTS bench.dropped_indexes (name text PRIMARY KEY, definit
 """
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+_DROPPED_INDEXES = "bench.dropped_indexes"
 
 
 # --------------------------------------------------------------------------- database setup
@@ -407,61 +407,14 @@ def load_batches(plan: LoadPlan, batches: list[int]) -> dict[str, float]:
     return asyncio.run(run())
 
 
-async def drop_secondary_indexes(connection: asyncpg.Connection) -> None:
-    async with connection.transaction():
-        rows = await connection.fetch(
-            "SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.schemaname = 'public' "
-            "AND i.tablename = 'contacts' AND i.indexname <> 'pk_contacts'"
-        )
-        for row in rows:
-            await connection.execute(
-                "INSERT INTO bench.dropped_indexes (name, definition) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                row["indexname"],
-                row["indexdef"],
-            )
-            await connection.execute(f'DROP INDEX public."{row["indexname"]}"')
-    if rows:
-        log(f"dropped {len(rows)} secondary indexes on contacts for the load")
-
-
-async def rebuild_indexes(dsn: str) -> float:
-    """Rebuilds the dropped indexes from their recorded definitions, the GIN gram index on its own
-    connection (the longest build) and the rest on another, so both cores work."""
-    control = await asyncpg.connect(dsn)
-    try:
-        dropped = await control.fetch("SELECT name, definition FROM bench.dropped_indexes ORDER BY name")
-    finally:
-        await control.close()
-    if not dropped:
-        return 0.0
-    started = time.perf_counter()
-    big = [r for r in dropped if r["name"] == "ix_contacts_search_grams"]
-    rest = [r for r in dropped if r["name"] != "ix_contacts_search_grams"]
-
-    async def build(rows: list[asyncpg.Record]) -> None:
-        connection = await asyncpg.connect(dsn, server_settings={"maintenance_work_mem": "2GB"})
-        try:
-            for row in rows:
-                t0 = time.perf_counter()
-                async with connection.transaction():
-                    await connection.execute(row["definition"])
-                    await connection.execute("DELETE FROM bench.dropped_indexes WHERE name = $1", row["name"])
-                log(f"  built {row['name']} in {time.perf_counter() - t0:.1f} s")
-        finally:
-            await connection.close()
-
-    await asyncio.gather(build(big), build(rest))
-    return time.perf_counter() - started
-
-
 async def load_contacts(plan: LoadPlan, workers: int) -> None:
     connection = await asyncpg.connect(plan.dsn)
     try:
         done = {r["batch"] for r in await connection.fetch("SELECT batch FROM bench.seed_batches")}
         total_batches = -(-plan.contacts // plan.batch_size)
         todo = [b for b in range(total_batches) if b not in done]
-        if todo:
-            await drop_secondary_indexes(connection)
+        if todo and (dropped := await common.drop_secondary_indexes(connection, ["contacts"], _DROPPED_INDEXES)):
+            log(f"dropped {dropped} secondary indexes on contacts for the load")
     finally:
         await connection.close()
     if todo:
@@ -481,7 +434,9 @@ async def load_contacts(plan: LoadPlan, workers: int) -> None:
         )
     else:
         log("contacts: every batch already loaded")
-    seconds = await rebuild_indexes(plan.dsn)
+    seconds = await common.rebuild_indexes(
+        plan.dsn, _DROPPED_INDEXES, maintenance_work_mem="2GB", on_its_own="ix_contacts_search_grams"
+    )
     if seconds:
         log(f"indexes rebuilt in {seconds:.1f} s")
 
