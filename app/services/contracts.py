@@ -85,16 +85,7 @@ def _emit(
     actor: events.Actor,
     changes: audit.Changes | None = None,
 ) -> None:
-    events.emit(
-        session,
-        organization_id=contract.organization_id,
-        type=f"{LABEL}.{name}",
-        entity_type=LABEL,
-        entity_id=contract.id,
-        data=ContractRead.model_validate(contract).model_dump(mode="json"),
-        actor=actor,
-        changes=changes,
-    )
+    records.emit_read_model_event(session, actor, LABEL, ContractRead, contract, name, changes=changes)
 
 
 async def _next_number(session: AsyncSession, organization_id: uuid.UUID, year: int) -> int:

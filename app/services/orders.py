@@ -82,16 +82,7 @@ def _snapshot(order: Order) -> audit.Snapshot:
 
 
 def _emit(session: AsyncSession, principal: Principal, order: Order, name: str, changes: audit.Changes | None) -> None:
-    events.emit(
-        session,
-        organization_id=principal.organization_id,
-        type=f"{LABEL}.{name}",
-        entity_type=LABEL,
-        entity_id=order.id,
-        data=OrderRead.model_validate(order).model_dump(mode="json"),
-        actor=events.Actor.of(principal),
-        changes=changes,
-    )
+    records.emit_read_model_event(session, events.Actor.of(principal), LABEL, OrderRead, order, name, changes=changes)
 
 
 async def _priced_lines(

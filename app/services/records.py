@@ -270,6 +270,30 @@ async def editable(
     return record  # type: ignore[no-any-return]
 
 
+def emit_read_model_event(
+    session: AsyncSession,
+    actor: events.Actor,
+    label: str,
+    read_schema: type[BaseModel],
+    record: Any,
+    name: str,
+    *,
+    changes: audit.Changes | None = None,
+) -> None:
+    """`<label>.<name>` for a record of a resource without a `RecordType` (orders, contracts,
+    tasks): its data is the record as `read_schema` shows it."""
+    events.emit(
+        session,
+        organization_id=record.organization_id,
+        type=f"{label}.{name}",
+        entity_type=label,
+        entity_id=record.id,
+        data=read_schema.model_validate(record).model_dump(mode="json"),
+        actor=actor,
+        changes=changes,
+    )
+
+
 def emit_event(
     session: AsyncSession,
     principal: Principal,

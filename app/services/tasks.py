@@ -80,16 +80,7 @@ def _snapshot(task: Task) -> audit.Snapshot:
 def _emit(
     session: AsyncSession, actor: events.Actor, task: Task, name: str, *, changes: audit.Changes | None = None
 ) -> None:
-    events.emit(
-        session,
-        organization_id=task.organization_id,
-        type=f"{LABEL}.{name}",
-        entity_type=LABEL,
-        entity_id=task.id,
-        data=TaskRead.model_validate(task).model_dump(mode="json"),
-        actor=actor,
-        changes=changes,
-    )
+    records.emit_read_model_event(session, actor, LABEL, TaskRead, task, name, changes=changes)
 
 
 def _at_assignee(exc: ValidationFailed) -> ValidationFailed:
