@@ -255,6 +255,63 @@ async def test_a_worker_that_died_mid_import_is_resumed_without_loss_or_double_w
     assert sorted(emails) == sorted(f"p{i}@example.com" for i in range(10))
 
 
+MIXED_ROWS = (
+    "客户ID,客户名称,联系人,职位,电话,邮箱\n"
+    "C1,天元集团,张伟,经理,138 0013 8000,zhang.wei@tianyuan.cn\n"
+    "C2,天元集团,欧阳娜娜,主管,13900139000,ZHANG.WEI@tianyuan.cn\n"
+    "C3,,李娜,,12,li.na@example.com\n"
+    "\n"
+    "C4,A公司,王先生,经理,,not-an-email\n"
+    "C5,A公司,赵敏\n"
+    "C6,,Wei Zhang,Sales,+49 30 901820,wei.zhang@example.de\n"
+    "C7,B公司,钱七,,021-6234 5678,qian@b-gongsi.cn\n"
+)
+
+
+@pytest.mark.parametrize("second_process", [True, False])
+async def test_rows_checked_in_a_second_process_are_written_as_those_checked_in_the_worker(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    app: Any,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    second_process: bool,
+) -> None:
+    """An import longer than a chunk is read and checked in a second process, a chunk ahead:
+    the outcome is the one the worker reaches alone, row for row."""
+    pools: list[Any] = []
+
+    class RecordedPool(imports.ProcessPoolExecutor):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            pools.append(self)
+
+    monkeypatch.setattr(imports, "ProcessPoolExecutor", RecordedPool)
+    monkeypatch.setattr(settings, "imports_chunk_rows", 2)
+    monkeypatch.setattr(settings, "imports_check_process", second_process)
+    result = await _import(client, tenant, app, MIXED_ROWS.encode(), mode="skip_duplicates")
+    assert len(pools) == (1 if second_process else 0)
+    counts = {key: result[key] for key in ("total", "processed", "created", "skipped", "failed", "companies_created")}
+    # Blank lines are not counted as rows; a failed row's company is not made (C4's A公司 is made
+    # for C5), a skipped one's is (its 客户ID names another company record).
+    assert counts == {"total": 8, "processed": 8, "created": 4, "skipped": 2, "failed": 2, "companies_created": 4}
+    errors = await _errors(client, tenant, result["id"])
+    assert [(e["row"], e["outcome"], e["客户ID"]) for e in errors] == [
+        ("3", "skipped", "C2"),
+        ("4", "failed", "C3"),
+        ("6", "failed", "C4"),
+    ]
+    assert errors[1]["reason"].startswith("phone: ") and errors[2]["reason"].startswith("email: ")
+    people = {f"{c['last_name']}{c['first_name']}": c for c in await _contacts(client, tenant)}
+    assert sorted(people) == sorted(["张伟", "赵敏", "ZhangWei", "钱七"])
+    assert people["张伟"]["phone"] == "+8613800138000" and people["张伟"]["company_id"] is not None
+    assert people["ZhangWei"]["phone"] == "+4930901820" and people["ZhangWei"]["external_id"] == "C6"
+    assert people["钱七"]["phone"] == "+862162345678"
+    # Searchable by its national form (the search forms the checking process found).
+    found = await client.get("/api/v1/contacts?q=02162345678", headers=tenant.headers)
+    assert [c["last_name"] for c in found.json()["items"]] == ["钱"]
+
+
 async def test_cancel_stops_the_import(client: httpx.AsyncClient, tenant: Tenant, app: Any) -> None:
     created = await _upload(client, tenant, b"email\na@example.com\n")
     import_id = created.json()["id"]

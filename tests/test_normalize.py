@@ -54,3 +54,17 @@ def test_the_remembered_tables_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> 
     assert len(normalize._emails) <= 10
     assert normalize.phone_search_forms("+8613800138000") == ["8613800138000"]
     assert normalize.phone_search_forms("+861065529988") == ["861065529988", "01065529988"]
+
+
+def test_phones_normalised_in_a_noting_block_hand_over_their_search_forms_remembered_or_not() -> None:
+    _forget()
+    normalize.normalize_phone("010-65529988", "CN")  # remembered before the block
+    with normalize.noting_phone_forms() as noted:
+        normalize.normalize_phone("010-65529988", "CN")
+        normalize.normalize_phone("138 0013 8000", "CN")
+    normalize.normalize_phone("+49 30 901820", "CN")  # after the block: not noted
+    assert noted == {"+861065529988": ["861065529988", "01065529988"], "+8613800138000": ["8613800138000"]}
+    _forget()
+    normalize.remember_phone_forms(noted)
+    assert normalize._search_forms == noted
+    assert normalize.phone_search_forms("+861065529988") == ["861065529988", "01065529988"]

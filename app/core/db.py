@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import uuid
 from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from sqlalchemy import JSON, Table, event, make_url, text
@@ -16,8 +20,17 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
+from sqlalchemy.util import await_only
 
 from app.core.settings import Settings
+
+# Types `copy_rows` hands to asyncpg as they are (checked by type, not isinstance: it runs for
+# every value of every row).
+_PLAIN: Final = frozenset({str, int, bool, float, type(None), uuid.UUID, datetime, date, Decimal, list, dict})
+
+
+def _copy_value(value: Any) -> Any:
+    return value.value if isinstance(value, StrEnum) else value
 
 
 def _json_dumps(value: Any) -> str:
@@ -160,22 +173,44 @@ def _forget_transaction_caches_at_the_end(session: Session) -> None:
         _forget_transaction_caches(session)
 
 
+@functools.cache
+def _insert_plan(table: Table) -> tuple[tuple[str, str, Any], ...]:
+    """(attribute, column, its Python-side default or None) for each column a row is inserted with."""
+    return tuple((column.key, column.name, column.default) for column in table.columns if column.computed is None)
+
+
 def insert_values(record: Any) -> dict[str, Any]:
     """A new ORM object's column values, with the Python-side defaults an ORM insert would have
     filled in, set on the object too (its audit row and event show them): for `copy_rows`."""
     values: dict[str, Any] = {}
     # The instance dict, not the attributes: a bulk write reads every column of every row.
     present = record.__dict__
-    for column in record.__table__.columns:
-        if column.computed is not None:
-            continue
-        value = present.get(column.key)
-        if value is None and column.default is not None:
-            default = column.default
+    for key, name, default in _insert_plan(record.__table__):
+        value = present.get(key)
+        if value is None and default is not None:
             value = default.arg(None) if default.is_callable else default.arg
-            setattr(record, column.key, value)
-        values[column.name] = value
+            setattr(record, key, value)
+        values[name] = value
     return values
+
+
+@functools.cache
+def _copy_plan(table: Table) -> tuple[list[str], list[int]]:
+    """The columns `copy_rows` writes (generated ones left to the database), and which hold JSON."""
+    columns = [column for column in table.columns if column.computed is None]
+    return [column.name for column in columns], [i for i, c in enumerate(columns) if isinstance(c.type, JSON)]
+
+
+def _copy_records(table: Table, rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    names, json_positions = _copy_plan(table)
+    records = []
+    for row in rows:
+        values = [row.get(name) for name in names]
+        for position in json_positions:
+            if values[position] is not None:
+                values[position] = _json_dumps(values[position])
+        records.append([value if type(value) in _PLAIN else _copy_value(value) for value in values])
+    return records
 
 
 async def copy_rows(session: AsyncSession, model: type[Any], rows: Sequence[Mapping[str, Any]]) -> None:
@@ -184,18 +219,18 @@ async def copy_rows(session: AsyncSession, model: type[Any], rows: Sequence[Mapp
     if not rows:
         return
     table: Table = model.__table__
-    columns = [column for column in table.columns if column.computed is None]
-    names = [column.name for column in columns]
-    json_positions = [i for i, column in enumerate(columns) if isinstance(column.type, JSON)]
-    records = []
-    for row in rows:
-        values = [row.get(name) for name in names]
-        for position in json_positions:
-            if values[position] is not None:
-                values[position] = _json_dumps(values[position])
-        records.append([value.value if isinstance(value, StrEnum) else value for value in values])
+    records = _copy_records(table, rows)
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-        table.name, records=records, columns=names
+        table.name, records=records, columns=_copy_plan(table)[0]
     )
+
+
+def copy_rows_in_orm_event(session: Session, model: type[Any], rows: Sequence[Mapping[str, Any]]) -> None:
+    """`copy_rows` for the ORM's synchronous event hooks of an AsyncSession (they run in its
+    greenlet, where an awaitable is run with `await_only`)."""
+    table: Table = model.__table__
+    records = _copy_records(table, rows)
+    raw = session.connection().connection.driver_connection
+    await_only(raw.copy_records_to_table(table.name, records=records, columns=_copy_plan(table)[0]))  # type: ignore[union-attr]

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
 from app.core.context import request_id_var
+from app.core.db import copy_rows_in_orm_event
 from app.core.ids import new_id
 from app.core.principal import Principal
 from app.models.base import utcnow
@@ -82,6 +83,9 @@ EVENT_TYPES: Final = frozenset(
     }
 )
 
+# From this many events a commit writes them with COPY (a batch's, an import chunk's): it costs
+# a round trip more than an INSERT and a quarter of the INSERT's encoding per row.
+_COPY_FROM: Final = 50
 _PENDING_KEY = "rapport.pending_events"
 _WRITTEN_KEY = "rapport.events_written"
 _SAVEPOINTS_KEY = "rapport.event_savepoints"
@@ -179,7 +183,10 @@ def _write_pending_events(session: Session) -> None:
         for offset, row in enumerate(rows):
             row["position"] = last - len(rows) + 1 + offset
             row["occurred_at"] = now
-    session.execute(insert(Event), pending)
+    if len(pending) >= _COPY_FROM:
+        copy_rows_in_orm_event(session, Event, pending)
+    else:
+        session.execute(insert(Event), pending)
     session.info[_WRITTEN_KEY] = True
 
 

@@ -8,9 +8,14 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+_AS_IS = frozenset({str, int, bool, float, type(None)})
+
 
 def jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | float | str):
+    # Exact types first: audit rows and events call this for every value they hold.
+    if type(value) in _AS_IS:
+        return value
+    if isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, Enum):
         return value.value

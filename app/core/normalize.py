@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import iso4217
@@ -31,6 +33,8 @@ _REMEMBERED = 50_000
 _emails: dict[str, str] = {}
 _phones: dict[tuple[str, str], str] = {}
 _search_forms: dict[str, list[str]] = {}
+# The phones normalised inside `noting_phone_forms`, with their search forms.
+_noted_forms: dict[str, list[str]] | None = None
 
 
 def _remember(table: dict[Any, Any], key: Any, value: Any) -> None:
@@ -62,6 +66,8 @@ def normalize_phone(value: str, default_region: str) -> str:
     """E.164 (`+8613800138000`); numbers without a country code take the default region."""
     known = _phones.get((value, default_region))
     if known is not None:
+        if _noted_forms is not None:
+            _noted_forms[known] = phone_search_forms(known)
         return known
     try:
         number = phonenumbers.parse(value, default_region)
@@ -72,8 +78,30 @@ def normalize_phone(value: str, default_region: str) -> str:
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     _remember(_phones, (value, default_region), e164)
     _remember(_phones, (e164, default_region), e164)
-    _remember(_search_forms, e164, _forms(e164, number))
+    forms = _forms(e164, number)
+    _remember(_search_forms, e164, forms)
+    if _noted_forms is not None:
+        _noted_forms[e164] = forms
     return e164
+
+
+@contextmanager
+def noting_phone_forms() -> Iterator[dict[str, list[str]]]:
+    """Collects the search forms of the phones normalised in the block: work that checks values
+    in one process hands them to the process that builds the records (`remember_phone_forms`),
+    which would otherwise parse each number again."""
+    global _noted_forms
+    noted: dict[str, list[str]] = {}
+    _noted_forms = noted
+    try:
+        yield noted
+    finally:
+        _noted_forms = None
+
+
+def remember_phone_forms(forms: Mapping[str, list[str]]) -> None:
+    for e164, known in forms.items():
+        _remember(_search_forms, e164, known)
 
 
 def phone_search_forms(e164: str) -> list[str]:

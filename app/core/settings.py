@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     imports_chunk_rows: int = Field(
         default=5000, ge=1, le=50_000, description="Rows an import writes (and commits) at a time"
     )
+    imports_check_process: bool = Field(
+        default=True,
+        description="Check the rows of an import longer than a chunk in a second process, a chunk ahead of the"
+        " one being written (about 80 MB more while it runs)",
+    )
     imports_stale_after_seconds: float = Field(
         default=120, gt=0, description="A running import with no chunk committed for this long is resumed by the sweep"
     )

@@ -24,10 +24,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from app.core.enums import CustomFieldType
-from app.models.custom_field import CustomFieldDefinition
+
+if TYPE_CHECKING:
+    from app.models.custom_field import CustomFieldDefinition
 
 CUSTOM_PREFIX: Final = "custom_fields."
 COMPANY_PREFIX: Final = "company."
@@ -348,7 +350,8 @@ class Converter:
     entity: str
     columns: list[tuple[int, str]]  # (position, target)
     column_of: dict[str, str]  # target → header, for messages
-    definitions: Mapping[str, CustomFieldDefinition]
+    # Custom field key → its type: plain values, so a converter can be sent to another process.
+    field_types: Mapping[str, CustomFieldType]
 
     @classmethod
     def build(
@@ -361,7 +364,8 @@ class Converter:
         position = {column: index for index, column in reversed(list(enumerate(header)))}
         targets = {column: target for column, target in mapping.items() if target}
         columns = [(position[column], target) for column, target in targets.items()]
-        return cls(entity, columns, {target: column for column, target in targets.items()}, definitions)
+        column_of = {target: column for column, target in targets.items()}
+        return cls(entity, columns, column_of, {key: definition.type for key, definition in definitions.items()})
 
     def convert(self, cells: Sequence[str]) -> RowValues:
         values = RowValues()
@@ -418,10 +422,10 @@ class Converter:
         return values
 
     def _custom(self, key: str, cell: str) -> Any:
-        definition = self.definitions.get(key)
-        if definition is None:
+        field_type = self.field_types.get(key)
+        if field_type is None:
             return cell  # refused with the field's own message when the record is checked
-        match definition.type:
+        match field_type:
             case CustomFieldType.number:
                 return parse_number(cell)
             case CustomFieldType.boolean:

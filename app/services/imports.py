@@ -18,19 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
+from pydantic import BaseModel
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core import csv_export, jobs
+from app.core import csv_export, jobs, normalize
 from app.core.context import request_id_var
 from app.core.db import copy_rows
 from app.core.enums import ContactSource, CustomFieldType
@@ -47,16 +50,17 @@ from app.models.data_import import DataImport, ImportIssue
 from app.models.organization import Organization
 from app.schemas.custom_field import CustomFieldCreate
 from app.schemas.data_import import ImportCreate
-from app.services import auth, contacts, custom_fields, deal_imports, records, users
+from app.services import auth, contacts, custom_fields, deal_imports, import_checks, records, users
 from app.services.companies import COMPANY_BATCHES
 from app.services.contacts import CONTACT_BATCHES
 from app.services.deals import DEALS
+from app.services.import_checks import CheckedChunk, ChunkChecker
 from app.services.import_mapping import (
     CUSTOM_PREFIX,
     REGISTRATION_DATE,
-    CellError,
     CompanyRef,
     Converter,
+    RowValues,
     auto_map,
     check_mapping,
 )
@@ -333,50 +337,80 @@ async def _run(
         await _set(sessions, data_import, token, total=data_import.total, heartbeat_at=utcnow())
     kind, rules, scope = _KINDS[data_import.entity]
     chunk_rows = settings.imports_chunk_rows if rules is not None else min(settings.imports_chunk_rows, DEAL_CHUNK_ROWS)
-    rows = table.rows(skip=data_import.processed)
-    timings = {"read": 0.0, "write": 0.0} | dict(data_import.timings or {})
-    while True:
-        started = time.perf_counter()
-        chunk = _take(rows, chunk_rows)
-        if not chunk:
-            break
-        timings["read"] += time.perf_counter() - started
-        started = time.perf_counter()
-        async with sessions() as session, session.begin():
-            if not await _still_ours(session, data_import, token):
-                return "stopped"
-            principal = await auth.principal_now(
-                session, data_import.organization_id, data_import.requested_by_type, data_import.requested_by_id
-            )
-            principal.require(scope)
-            definitions = await custom_fields.definitions_for(session, principal.organization_id, kind.custom_entity)
-            converter = Converter.build(table.header, data_import.mapping, data_import.entity, definitions)
-            outcome = await write_chunk(session, principal, rules, converter, data_import, chunk)
-            await copy_rows(session, ImportIssue, outcome.issues)
-            timings["write"] += time.perf_counter() - started
-            await session.execute(
-                update(DataImport)
-                .where(DataImport.organization_id == data_import.organization_id, DataImport.id == data_import.id)
-                .values(
-                    processed=DataImport.processed + (chunk[-1].number - 1 - data_import.processed),
-                    heartbeat_at=utcnow(),
-                    timings={key: round(value, 3) for key, value in timings.items()},
-                    **{name: getattr(DataImport, name) + count for name, count in outcome.counts.items()},
+    async with sessions() as session:
+        definitions = await custom_fields.definitions_for(session, data_import.organization_id, kind.custom_entity)
+    # The mapping as the run found the definitions; a definition changed since is enforced when
+    # the record is built.
+    converter = Converter.build(table.header, data_import.mapping, data_import.entity, definitions)
+    schema = rules.schema_for(data_import.mode) if rules is not None else None
+    timings = {"check": 0.0, "write": 0.0} | dict(data_import.timings or {})
+    more_than_a_chunk = data_import.total - data_import.processed > chunk_rows
+    second_process = settings.imports_check_process and rules is not None and more_than_a_chunk
+    checker = ChunkChecker(table, converter, schema, skip=data_import.processed, chunk_rows=chunk_rows)
+    async with _chunks_ahead(checker, second_process=second_process) as next_chunk:
+        pending = next_chunk()
+        while True:
+            started = time.perf_counter()
+            checked = await pending
+            timings["check"] += time.perf_counter() - started
+            if checked is None:
+                break
+            pending = next_chunk()  # read and checked while this chunk is written, in a second process
+            started = time.perf_counter()
+            async with sessions() as session, session.begin():
+                if not await _still_ours(session, data_import, token):
+                    return "stopped"
+                principal = await auth.principal_now(
+                    session, data_import.organization_id, data_import.requested_by_type, data_import.requested_by_id
                 )
-            )
-        data_import.processed = chunk[-1].number - 1
+                principal.require(scope)
+                outcome = await write_chunk(session, principal, rules, data_import, checked)
+                await copy_rows(session, ImportIssue, outcome.issues)
+                timings["write"] += time.perf_counter() - started
+                last_row = checked.rows[-1].row.number - 1
+                await session.execute(
+                    update(DataImport)
+                    .where(DataImport.organization_id == data_import.organization_id, DataImport.id == data_import.id)
+                    .values(
+                        processed=DataImport.processed + (last_row - data_import.processed),
+                        heartbeat_at=utcnow(),
+                        timings={key: round(value, 3) for key, value in timings.items()},
+                        **{name: getattr(DataImport, name) + count for name, count in outcome.counts.items()},
+                    )
+                )
+            data_import.processed = last_row
     await _set(sessions, data_import, token, status="done", finished_at=utcnow(), run_token=None)
     _remove_file(settings, data_import)
     return "done"
 
 
-def _take(rows: Iterator[Row], count: int) -> list[Row]:
-    chunk = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == count:
-            break
-    return chunk
+@contextlib.asynccontextmanager
+async def _chunks_ahead(
+    checker: ChunkChecker, *, second_process: bool
+) -> AsyncIterator[Callable[[], asyncio.Future[CheckedChunk | None]]]:
+    """The checked chunks (`import_checks`), each read and checked when asked for, which is
+    before the chunk ahead of it is written; in a second process, while that chunk is written:
+    the two busiest parts of an import then use two cores. That process is started fresh (spawn),
+    not forked from a worker that runs an event loop and connection pools."""
+    if not second_process:
+
+        def inline() -> asyncio.Future[CheckedChunk | None]:
+            checked: asyncio.Future[CheckedChunk | None] = asyncio.get_running_loop().create_future()
+            checked.set_result(checker.next_chunk())
+            return checked
+
+        yield inline
+        return
+    pool = ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=import_checks.use_checker,
+        initargs=(checker,),
+    )
+    try:
+        yield lambda: asyncio.wrap_future(pool.submit(import_checks.next_chunk_of_process))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 async def _still_ours(session: AsyncSession, data_import: DataImport, token: uuid.UUID) -> bool:
@@ -413,12 +447,11 @@ async def write_chunk(
     session: AsyncSession,
     principal: Principal,
     rules: BatchRules[Any] | None,
-    converter: Converter,
     data_import: DataImport,
-    chunk: Sequence[Row],
+    checked: CheckedChunk,
 ) -> ChunkOutcome:
-    """Converts, checks, matches and writes one chunk of rows in the session's transaction
-    (deals, which have no batch rules, record by record)."""
+    """Matches and writes one checked chunk in the session's transaction (deals, which have no
+    batch rules, record by record)."""
     outcome = ChunkOutcome()
 
     def issue(row: Row, outcome_name: str, reason: str) -> None:
@@ -435,46 +468,50 @@ async def write_chunk(
             }
         )
 
-    converted: list[tuple[Row, Any]] = []
-    for row in chunk:
-        if row.error:
-            issue(row, "failed", row.error)
-        elif not row.cells:
+    normalize.remember_phone_forms(checked.phone_forms)
+    converted: list[tuple[Row, RowValues, BaseModel | None]] = []
+    for item in checked.rows:
+        if item.reason is not None:
+            issue(item.row, "failed", item.reason)
+        elif item.values is None:
             outcome.counts["skipped"] += 1  # a blank line
         else:
-            try:
-                converted.append((row, converter.convert(row.cells)))
-            except CellError as error:
-                issue(row, "failed", str(error))
+            converted.append((item.row, item.values, item.body))
 
     if rules is None:
         written = await deal_imports.write_rows(
-            session, principal, mode=data_import.mode, rows=[values for _, values in converted]
+            session, principal, mode=data_import.mode, rows=[values for _, values, _ in converted]
         )
-        for (row, _), written_row in zip(converted, written, strict=True):
+        for (row, _, _), written_row in zip(converted, written, strict=True):
             if written_row.status in ("failed", "skipped"):
                 issue(row, written_row.status, written_row.reason or written_row.status)
             else:
                 outcome.counts[written_row.status] += 1
         return outcome
 
-    owners = await users.active_ids_by_email(session, principal, {v.owner_email for _, v in converted if v.owner_email})
-    companies = await _companies_for(session, principal, [v.company for _, v in converted if v.company], outcome)
-    items: list[dict[str, Any]] = []
+    owners = await users.active_ids_by_email(
+        session, principal, {values.owner_email for _, values, _ in converted if values.owner_email}
+    )
+    companies = await _companies_for(
+        session, principal, [values.company for _, values, _ in converted if values.company], outcome
+    )
+    bodies: list[BaseModel] = []
     rows: list[Row] = []
-    for row, values in converted:
+    for row, values, body in converted:
+        links: dict[str, Any] = {}
         if values.owner_email:
             if values.owner_email not in owners:
                 issue(row, "failed", f"owner: no active user has the e-mail {values.owner_email}")
                 continue
-            values.record["owner_id"] = owners[values.owner_email]
+            links["owner_id"] = owners[values.owner_email]
         if values.company:
             company = companies[values.company.key]
             if isinstance(company, str):
                 issue(row, "failed", f"company: {company}")
                 continue
-            values.record["company_id"] = company
-        items.append(values.record)
+            links["company_id"] = company
+        assert body is not None  # rows of entities with batch rules are checked against their schema
+        bodies.append(body.model_copy(update=links) if links else body)
         rows.append(row)
 
     fold = None
@@ -482,7 +519,7 @@ async def write_chunk(
         organization = await session.get(Organization, principal.organization_id)
         fold = contacts.fold_into if organization is not None and organization.merge_email_duplicates else None
     plan = await records.plan_batch(
-        session, principal, rules, mode=data_import.mode, items=items, keyless="create", fold_on_email=fold
+        session, principal, rules, mode=data_import.mode, items=bodies, keyless="create", fold_on_email=fold
     )
     kind = rules.kind
     if data_import.entity == "contacts":

@@ -505,6 +505,10 @@ class BatchRules(Generic[M]):
     upsert_keys: tuple[str, ...]
     prefetch: Callable[[AsyncSession, Principal, list[dict[str, Any]]], Awaitable[None]]
 
+    def schema_for(self, mode: str) -> type[BaseModel]:
+        """An upsert's records are patches of the records they match; other modes' are new."""
+        return self.update_schema if mode == "upsert" else self.create_schema
+
 
 def failed_result(index: int, error: DomainError) -> BatchResult:
     problem = error.as_problem()
@@ -561,7 +565,7 @@ async def plan_batch(
     rules: BatchRules[M],
     *,
     mode: str,
-    items: Sequence[Mapping[str, Any]],
+    items: Sequence[Mapping[str, Any] | BaseModel],
     keyless: str = "fail",
     fold_on_email: Callable[[M, M], None] | None = None,
 ) -> BatchPlan[M]:
@@ -571,12 +575,17 @@ async def plan_batch(
     skip_duplicates (a match, or an earlier record with the same key, is skipped). `keyless`:
     what an upsert does with a record without any key (fail, or create). `fold_on_email`: the
     organisation merges e-mail duplicates, so in create mode an e-mail match is filled in by it.
+    An item may be a body already checked with the mode's schema (imports check theirs in
+    another process).
     """
     kind = rules.kind
     results: list[BatchResult | None] = [None] * len(items)
-    schema = rules.update_schema if mode == "upsert" else rules.create_schema
+    schema = rules.schema_for(mode)
     bodies: dict[int, BaseModel] = {}
     for index, raw in enumerate(items):
+        if isinstance(raw, schema):
+            bodies[index] = raw
+            continue
         try:
             bodies[index] = schema.model_validate(raw)
         except ValidationError as exc:

@@ -1,0 +1,124 @@
+"""The part of an import's work that needs no database: reading the file's rows, converting
+their cells (the mapping) and checking each record against its schema (with e-mail and phone
+normalisation).
+
+It is pure and, per row, as dear as writing, so an import longer than a chunk runs it in a
+second process (`imports`) that reads and checks chunk n + 1 while the worker writes chunk n.
+The module imports no database code, so that process stays small; a chunk crosses between the
+processes as plain values (a checked body as its field values, rebuilt without validating
+again: pickling the models themselves cost as much as a third of checking them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from app.core import normalize
+from app.core.tabular import Row, Table
+from app.services.import_mapping import CellError, Converter, RowValues
+
+
+@dataclass(slots=True)
+class CheckedRow:
+    """A row converted to `values` and, for entities with a schema, checked into `body`, the
+    record to write. A failed row has a `reason`; a blank row has no values."""
+
+    row: Row
+    values: RowValues | None = None
+    body: BaseModel | None = None
+    reason: str | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        body = self.body
+        if body is None:
+            return (CheckedRow, (self.row, self.values, None, self.reason))
+        return (_rebuilt, (self.row, self.values, type(body), body.__dict__, body.model_fields_set))
+
+
+def _rebuilt(
+    row: Row, values: RowValues, schema: type[BaseModel], fields: dict[str, Any], fields_set: set[str]
+) -> CheckedRow:
+    return CheckedRow(row, values, schema.model_construct(fields_set, **fields))
+
+
+@dataclass(slots=True)
+class CheckedChunk:
+    rows: list[CheckedRow]
+    # The search forms of the chunk's phones, found while normalising them.
+    phone_forms: dict[str, list[str]] = field(default_factory=dict)
+
+
+class ChunkChecker:
+    """Reads a file's rows from a position on and hands them out checked, a chunk at a time.
+    `schema` None: converted only, for entities written record by record, whose rules check
+    each record."""
+
+    def __init__(
+        self, table: Table, converter: Converter, schema: type[BaseModel] | None, *, skip: int, chunk_rows: int
+    ) -> None:
+        self._table = table
+        self._skip = skip
+        # Opened on the first chunk, in the process that reads: a checker is sent to a second
+        # process before it has read anything.
+        self._rows: Iterator[Row] | None = None
+        self._converter = converter
+        self._schema = schema
+        self._chunk_rows = chunk_rows
+
+    def next_chunk(self) -> CheckedChunk | None:
+        """The next chunk, checked; None after the last row."""
+        if self._rows is None:
+            self._rows = self._table.rows(skip=self._skip)
+        rows = list(islice(self._rows, self._chunk_rows))
+        if not rows:
+            return None
+        checked: list[CheckedRow] = []
+        with normalize.noting_phone_forms() as phone_forms:
+            for row in rows:
+                if row.error:
+                    checked.append(CheckedRow(row, reason=row.error))
+                elif not row.cells:
+                    checked.append(CheckedRow(row))
+                else:
+                    checked.append(self._check(row))
+        return CheckedChunk(checked, phone_forms)
+
+    def _check(self, row: Row) -> CheckedRow:
+        try:
+            values = self._converter.convert(row.cells)
+        except CellError as error:
+            return CheckedRow(row, reason=str(error))
+        if self._schema is None:
+            return CheckedRow(row, values)
+        try:
+            return CheckedRow(row, values, body=self._schema.model_validate(values.record))
+        except ValidationError as error:
+            return CheckedRow(row, values, reason=validation_reason(error))
+
+
+# The checker of the second process: one import's, given when the process starts (a checker
+# pickles as its file, mapping and position: the rows are read in that process).
+_process_checker: ChunkChecker | None = None
+
+
+def use_checker(checker: ChunkChecker) -> None:
+    global _process_checker
+    _process_checker = checker
+
+
+def next_chunk_of_process() -> CheckedChunk | None:
+    if _process_checker is None:
+        raise RuntimeError("use_checker was not called in this process")
+    return _process_checker.next_chunk()
+
+
+def validation_reason(error: ValidationError) -> str:
+    """`field: message` for each of the record's problems, as the errors CSV lists them."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc']) or 'record'}: {problem['msg']}" for problem in error.errors()
+    )
