@@ -15,8 +15,9 @@ e-mails (which collide as real ones do: the de-duplication has work), national-f
    a transaction with the other columns defaulted (organisation, ids by `rapport_uuid7()`, …),
    into the same table with all its indexes; rolled back and the table vacuumed.
 3. The import: the file posted to the API (in this process, httpx ASGI transport), one worker
-   process started with the bench settings; wall time from the POST to `status = done`, and the
-   worker's peak RSS (`VmHWM` in /proc) at the end.
+   process started with the bench settings; wall time from the POST to `status = done`, the
+   worker's peak RSS (`VmHWM` in /proc) at the end, and its checking process's, sampled while
+   the import runs (that process ends with the import).
 """
 
 from __future__ import annotations
