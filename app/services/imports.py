@@ -3,7 +3,8 @@
 The API stores the file next to the data (`<data_dir>/imports/`, shared with the worker like
 exports), reads its header, settles the mapping and answers 202. The job counts the rows, then
 reads them in chunks of `imports_chunk_rows`: each row is converted and checked with the same
-schemas and rules as `POST /contacts/batch`, matched against the database (and the earlier
+schemas and rules as `POST /contacts/batch` (`import_checks`; in a second process, a chunk
+ahead, when the import is longer than a chunk), matched against the database (and the earlier
 rows of its chunk), and the chunk is written in one transaction: new records with COPY, their
 audit rows with COPY, updated records in one flush, their events through the outbox, the
 failed and skipped rows as import issues, and the import's counters. A worker killed mid-chunk
