@@ -301,6 +301,7 @@ async def test_rows_checked_in_a_second_process_are_written_as_those_checked_in_
         ("4", "failed", "C3"),
         ("6", "failed", "C4"),
     ]
+    assert errors[0]["reason"] == "row 2 has the same email"
     assert errors[1]["reason"].startswith("phone: ") and errors[2]["reason"].startswith("email: ")
     people = {f"{c['last_name']}{c['first_name']}": c for c in await _contacts(client, tenant)}
     assert sorted(people) == sorted(["张伟", "赵敏", "ZhangWei", "钱七"])

@@ -21,9 +21,10 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import pickle
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -385,10 +386,15 @@ async def _run(
     return "done"
 
 
+async def _unpickled(pickled: Awaitable[bytes]) -> CheckedChunk | None:
+    checked: CheckedChunk | None = pickle.loads(await pickled)
+    return checked
+
+
 @contextlib.asynccontextmanager
 async def _chunks_ahead(
     checker: ChunkChecker, *, second_process: bool
-) -> AsyncIterator[Callable[[], asyncio.Future[CheckedChunk | None]]]:
+) -> AsyncIterator[Callable[[], Awaitable[CheckedChunk | None]]]:
     """The checked chunks (`import_checks`), each read and checked when asked for, which is
     before the chunk ahead of it is written; in a second process, while that chunk is written:
     the two busiest parts of an import then use two cores. That process is started fresh (spawn),
@@ -402,6 +408,15 @@ async def _chunks_ahead(
 
         yield inline
         return
+    unpickling: list[asyncio.Task[CheckedChunk | None]] = []
+
+    def ahead() -> asyncio.Task[CheckedChunk | None]:
+        # Unpickled by a task of the event loop's thread (see `import_checks.next_chunk_of_process`)
+        # as soon as it arrives, which is mostly while the worker waits for the database.
+        pickled = asyncio.wrap_future(pool.submit(import_checks.next_chunk_of_process))
+        unpickling[:] = [asyncio.ensure_future(_unpickled(pickled))]
+        return unpickling[0]
+
     pool = ProcessPoolExecutor(
         max_workers=1,
         mp_context=multiprocessing.get_context("spawn"),
@@ -409,8 +424,10 @@ async def _chunks_ahead(
         initargs=(checker,),
     )
     try:
-        yield lambda: asyncio.wrap_future(pool.submit(import_checks.next_chunk_of_process))
+        yield ahead
     finally:
+        for task in unpickling:
+            task.cancel()
         pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -520,7 +537,14 @@ async def write_chunk(
         organization = await session.get(Organization, principal.organization_id)
         fold = contacts.fold_into if organization is not None and organization.merge_email_duplicates else None
     plan = await records.plan_batch(
-        session, principal, rules, mode=data_import.mode, items=bodies, keyless="create", fold_on_email=fold
+        session,
+        principal,
+        rules,
+        mode=data_import.mode,
+        items=bodies,
+        keyless="create",
+        fold_on_email=fold,
+        item_names=[f"row {row.number}" for row in rows],
     )
     kind = rules.kind
     if data_import.entity == "contacts":

@@ -568,6 +568,7 @@ async def plan_batch(
     items: Sequence[Mapping[str, Any] | BaseModel],
     keyless: str = "fail",
     fold_on_email: Callable[[M, M], None] | None = None,
+    item_names: Sequence[str] | None = None,
 ) -> BatchPlan[M]:
     """Validates, matches and builds the records of a batch without writing them.
 
@@ -576,7 +577,8 @@ async def plan_batch(
     what an upsert does with a record without any key (fail, or create). `fold_on_email`: the
     organisation merges e-mail duplicates, so in create mode an e-mail match is filled in by it.
     An item may be a body already checked with the mode's schema (imports check theirs in
-    another process).
+    another process). `item_names`: how a message names an earlier item (default `record <index>`;
+    an import names the file's row).
     """
     kind = rules.kind
     results: list[BatchResult | None] = [None] * len(items)
@@ -608,12 +610,12 @@ async def plan_batch(
                 )
             continue
         if key in first_with:
+            earlier = item_names[first_with[key]] if item_names else f"record {first_with[key]}"
             if mode == "skip_duplicates":
-                results[index] = _skipped(index, f"record {first_with[key]} has the same {key[0]}")
+                results[index] = _skipped(index, f"{earlier} has the same {key[0]}")
             else:
                 results[index] = failed_result(
-                    index,
-                    ValidationFailed(FieldError(("body", key[0]), f"record {first_with[key]} has the same value")),
+                    index, ValidationFailed(FieldError(("body", key[0]), f"{earlier} has the same value"))
                 )
             continue
         first_with[key] = index
