@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     imports_check_process: bool = Field(
         default=True,
         description="Check the rows of an import longer than a chunk in a second process, a chunk ahead of the"
-        " one being written (about 80 MB more while it runs)",
+        " one being written (about 95 MB more while it runs)",
     )
     imports_stale_after_seconds: float = Field(
         default=120, gt=0, description="A running import with no chunk committed for this long is resumed by the sweep"
