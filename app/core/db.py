@@ -201,7 +201,8 @@ def _copy_plan(table: Table) -> tuple[list[str], list[int]]:
     return [column.name for column in columns], [i for i, c in enumerate(columns) if isinstance(c.type, JSON)]
 
 
-def _copy_records(table: Table, rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+def _copy_records(table: Table, rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """The columns and the rows' values as asyncpg's COPY takes them."""
     names, json_positions = _copy_plan(table)
     records = []
     for row in rows:
@@ -210,7 +211,7 @@ def _copy_records(table: Table, rows: Sequence[Mapping[str, Any]]) -> list[list[
             if values[position] is not None:
                 values[position] = _json_dumps(values[position])
         records.append([value if type(value) in _PLAIN else _copy_value(value) for value in values])
-    return records
+    return names, records
 
 
 async def copy_rows(session: AsyncSession, model: type[Any], rows: Sequence[Mapping[str, Any]]) -> None:
@@ -219,11 +220,11 @@ async def copy_rows(session: AsyncSession, model: type[Any], rows: Sequence[Mapp
     if not rows:
         return
     table: Table = model.__table__
-    records = _copy_records(table, rows)
+    names, records = _copy_records(table, rows)
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-        table.name, records=records, columns=_copy_plan(table)[0]
+        table.name, records=records, columns=names
     )
 
 
@@ -231,6 +232,6 @@ def copy_rows_in_orm_event(session: Session, model: type[Any], rows: Sequence[Ma
     """`copy_rows` for the ORM's synchronous event hooks of an AsyncSession (they run in its
     greenlet, where an awaitable is run with `await_only`)."""
     table: Table = model.__table__
-    records = _copy_records(table, rows)
+    names, records = _copy_records(table, rows)
     raw = session.connection().connection.driver_connection
-    await_only(raw.copy_records_to_table(table.name, records=records, columns=_copy_plan(table)[0]))  # type: ignore[union-attr]
+    await_only(raw.copy_records_to_table(table.name, records=records, columns=names))  # type: ignore[union-attr]

@@ -408,14 +408,15 @@ async def _chunks_ahead(
 
         yield inline
         return
-    unpickling: list[asyncio.Task[CheckedChunk | None]] = []
+    latest: asyncio.Task[CheckedChunk | None] | None = None
 
     def ahead() -> asyncio.Task[CheckedChunk | None]:
         # Unpickled by a task of the event loop's thread (see `import_checks.next_chunk_of_process`)
         # as soon as it arrives, which is mostly while the worker waits for the database.
+        nonlocal latest
         pickled = asyncio.wrap_future(pool.submit(import_checks.next_chunk_of_process))
-        unpickling[:] = [asyncio.ensure_future(_unpickled(pickled))]
-        return unpickling[0]
+        latest = asyncio.ensure_future(_unpickled(pickled))
+        return latest
 
     pool = ProcessPoolExecutor(
         max_workers=1,
@@ -426,8 +427,8 @@ async def _chunks_ahead(
     try:
         yield ahead
     finally:
-        for task in unpickling:
-            task.cancel()
+        if latest is not None:
+            latest.cancel()  # the chunk after the last one written, when the run stopped early
         pool.shutdown(wait=False, cancel_futures=True)
 
 
