@@ -231,6 +231,7 @@ def import_file(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from app.core import collector
     from app.core.db import create_engine, create_session_factory
     from app.models.data_import import DataImport
     from app.schemas.data_import import ImportCreate
@@ -246,6 +247,7 @@ def import_file(
         raise typer.Exit(2) from error
 
     async def run() -> tuple[DataImport, int]:
+        collector.tune_for_bulk_work()
         engine = create_engine(get_settings(), pool_size=2)
         sessions = create_session_factory(engine)
         try:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import gc
+import multiprocessing
 import pickle
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from app.core import collector
 from app.core.tabular import Limits, Table
 from app.schemas.contact import ContactCreate, ContactUpdate
+from app.services import import_checks
 from app.services.import_checks import ChunkChecker
 from app.services.import_mapping import Converter, auto_map
 
@@ -50,3 +55,11 @@ def test_a_checker_starts_after_the_rows_already_written_and_checks_patches_for_
     body = chunk.rows[0].body
     assert isinstance(body, ContactUpdate) and body.model_fields_set == {"first_name", "last_name", "phone"}
     assert checker.next_chunk() is None
+
+
+def test_the_checking_process_collects_garbage_as_bulk_work_does(tmp_path: Path) -> None:
+    """Its chunks' objects go by reference counting; full collections over them only cost time."""
+    spawn = multiprocessing.get_context("spawn")
+    checker = _checker(tmp_path, CONTENT, ContactCreate)
+    with ProcessPoolExecutor(1, mp_context=spawn, initializer=import_checks.use_checker, initargs=(checker,)) as pool:
+        assert pool.submit(gc.get_threshold).result(timeout=60) == collector.BULK_WORK_THRESHOLDS

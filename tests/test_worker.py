@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -11,6 +12,7 @@ from arq.worker import Worker
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import collector
 from app.core.redis import arq_settings
 from app.core.settings import Settings
 from app.jobs import maintenance
@@ -52,13 +54,16 @@ async def test_purge_jobs_called_directly(db: AsyncSession, tenant: Tenant) -> N
     token_id = token.id
     await db.commit()
     ctx: dict[str, Any] = {}
+    thresholds = gc.get_threshold()
     await startup(ctx)
     try:
+        assert gc.get_threshold() == collector.BULK_WORK_THRESHOLDS
         assert await maintenance.purge_expired_idempotency_keys(ctx) >= 1
         assert await maintenance.purge_expired_refresh_tokens(ctx) >= 1
         assert await maintenance.purge_expired_idempotency_keys(ctx) == 0  # idempotent
     finally:
         await shutdown(ctx)
+        gc.set_threshold(*thresholds)
     assert not await _exists(db, key)
     assert await db.scalar(select(func.count()).where(RefreshToken.id == token_id)) == 0
 

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from arq import cron, func
 from arq.connections import RedisSettings
 
-from app.core import events, outbound
+from app.core import collector, events, outbound
 from app.core.db import create_engine, create_session_factory
 from app.core.logging import configure_logging
 from app.core.redis import arq_settings
@@ -34,6 +34,7 @@ SCAN_JOB_TIMEOUT_SECONDS = 3600
 
 async def startup(ctx: dict[str, Any]) -> None:
     settings = get_settings()
+    collector.tune_for_bulk_work()
     configure_logging(settings.log_level, json=settings.log_json)
     ctx["engine"] = create_engine(
         settings,

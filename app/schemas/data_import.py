@@ -49,7 +49,9 @@ class ImportRead(ReadSchema):
     companies_created: int = Field(description="Companies a contacts import created for the rows naming one")
     error: str | None
     runs: int = Field(description="Times a worker took the import up (more than one: it resumed)")
-    timings: dict[str, Any] = Field(description="Seconds spent reading and checking rows (`read`) and writing them")
+    timings: dict[str, Any] = Field(
+        description="Seconds the writer waited for checked rows (`check`) and spent writing them (`write`)"
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

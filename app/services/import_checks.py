@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from app.core import normalize
+from app.core import collector, normalize
 from app.core.tabular import Row, Table
 from app.services.import_mapping import CellError, Converter, RowValues
 
@@ -114,6 +114,7 @@ _process_checker: ChunkChecker | None = None
 def use_checker(checker: ChunkChecker) -> None:
     global _process_checker
     _process_checker = checker
+    collector.tune_for_bulk_work()
 
 
 def next_chunk_of_process() -> bytes:
