@@ -456,3 +456,24 @@ async def test_owners_are_given_by_email_and_unknown_ones_fail_the_row(
     assert contact["owner_id"] == me["id"]
     [error] = await _errors(client, tenant, result["id"])
     assert "owner" in error["reason"] and "nobody@example.com" in error["reason"]
+
+
+async def test_a_value_refused_when_the_record_is_built_is_reported_by_its_field(
+    client: httpx.AsyncClient, tenant: Tenant, app: Any
+) -> None:
+    """Values refused by the custom field rules (checked with the record, in the worker) read
+    `field: message` in the errors CSV, as values refused by the schema do."""
+    definition = await client.post(
+        "/api/v1/custom-fields",
+        headers=tenant.headers,
+        json={"entity": "contact", "key": "tier", "label": "Tier", "type": "select", "options": ["gold", "silver"]},
+    )
+    assert definition.status_code == 201, definition.text
+    content = "email,tier\na@example.com,gold\nb@example.com,bronze\nnot-an-email,gold\n"
+    result = await _import(
+        client, tenant, app, content.encode(), mapping='{"email": "email", "tier": "custom_fields.tier"}'
+    )
+    assert (result["created"], result["failed"]) == (1, 2)
+    refused, invalid = await _errors(client, tenant, result["id"])
+    assert refused["row"] == "3" and refused["reason"].startswith("custom_fields.tier: "), refused["reason"]
+    assert invalid["row"] == "4" and invalid["reason"].startswith("email: ")

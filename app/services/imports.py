@@ -565,12 +565,18 @@ async def write_chunk(
 
 
 def _reason(result: BatchResult) -> str:
+    """`field: message` for each problem, as `import_checks.validation_reason` words the row's
+    own checks: a batch places a record's fields under `body.records.<index>`, which names
+    nothing in the file."""
     problem = result.problem or {}
     if problem.get("errors"):
-        return "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'][1:])}: {error['msg']}" for error in problem["errors"]
-        )
+        return "; ".join(f"{_field_of(error['loc'], result.index)}: {error['msg']}" for error in problem["errors"])
     return str(problem.get("detail", "failed"))
+
+
+def _field_of(loc: Sequence[Any], index: int) -> str:
+    field_loc = loc[3:] if list(loc[:3]) == ["body", "records", index] else loc[1:]
+    return ".".join(str(part) for part in field_loc) or "record"
 
 
 async def _companies_for(
