@@ -7,8 +7,8 @@ grown by a quarter. A bulk job holds a chunk or two of rows (their ORM objects, 
 event values: several hundred thousand containers) that live for a chunk each. With the default
 thresholds a 100,000-row import ran about 8,400 young and 66 full collections, the full ones
 taking about 200 ms each (a fifth of the import's time) and freeing almost nothing: those objects
-go when their chunk does, by reference counting. Cycles still die in the young and middle
-generations, a few times a chunk.
+go when their chunk does, by reference counting. Young collections still run a few times a
+chunk, so cycles among a chunk's objects are still found young.
 """
 
 from __future__ import annotations
