@@ -13,7 +13,7 @@ themselves cost half as much as checking them).
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any
@@ -127,7 +127,10 @@ def next_chunk_of_process() -> bytes:
 
 
 def validation_reason(error: ValidationError) -> str:
-    """`field: message` for each of the record's problems, as the errors CSV lists them."""
-    return "; ".join(
-        f"{'.'.join(str(part) for part in problem['loc']) or 'record'}: {problem['msg']}" for problem in error.errors()
-    )
+    return problems_reason((problem["loc"], problem["msg"]) for problem in error.errors())
+
+
+def problems_reason(problems: Iterable[tuple[Sequence[Any], str]]) -> str:
+    """`field: message` for each of a record's problems (its location inside the record, its
+    message), as the errors CSV lists them."""
+    return "; ".join(f"{'.'.join(str(part) for part in loc) or 'record'}: {message}" for loc, message in problems)

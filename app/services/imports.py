@@ -565,18 +565,16 @@ async def write_chunk(
 
 
 def _reason(result: BatchResult) -> str:
-    """`field: message` for each problem, as `import_checks.validation_reason` words the row's
-    own checks: a batch places a record's fields under `body.records.<index>`, which names
-    nothing in the file."""
+    """The result's problems worded as the row's own checks are (`import_checks.problems_reason`):
+    a batch places a record's fields under `body.records.<index>`, which names nothing in the file."""
     problem = result.problem or {}
     if problem.get("errors"):
-        return "; ".join(f"{_field_of(error['loc'], result.index)}: {error['msg']}" for error in problem["errors"])
+        return import_checks.problems_reason((_in_record(e["loc"], result.index), e["msg"]) for e in problem["errors"])
     return str(problem.get("detail", "failed"))
 
 
-def _field_of(loc: Sequence[Any], index: int) -> str:
-    field_loc = loc[3:] if list(loc[:3]) == ["body", "records", index] else loc[1:]
-    return ".".join(str(part) for part in field_loc) or "record"
+def _in_record(loc: Sequence[Any], index: int) -> Sequence[Any]:
+    return loc[3:] if list(loc[:3]) == ["body", "records", index] else loc[1:]
 
 
 async def _companies_for(
