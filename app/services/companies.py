@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit, text_search
+from app.core.db import new_record
 from app.core.enums import CompanySize, CustomFieldEntity
 from app.core.normalize import phone_search_forms
 from app.core.pagination import Page
@@ -81,7 +82,8 @@ async def create_company(session: AsyncSession, principal: Principal, *, data: C
 
 async def build_company(session: AsyncSession, principal: Principal, data: CompanyCreate) -> Company:
     """A new company, checked and filled in, not yet added to the session."""
-    company = Company(
+    company = new_record(
+        Company,
         organization_id=principal.organization_id,
         **data.model_dump(exclude={"custom_fields", "owner_id"}),
         owner_id=await records.initial_owner(

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit, text_search
-from app.core.db import transaction_cache
+from app.core.db import new_record, transaction_cache
 from app.core.enums import AuditAction, ContactSource, CustomFieldEntity, LifecycleStage
 from app.core.errors import FieldError, ValidationFailed
 from app.core.normalize import phone_search_forms
@@ -201,7 +201,8 @@ async def _email_twin(session: AsyncSession, principal: Principal, email: str) -
 async def build_contact(session: AsyncSession, principal: Principal, data: ContactCreate) -> Contact:
     """A new contact, checked and filled in, not yet added to the session."""
     owner_sent = "owner_id" in data.model_fields_set
-    contact = Contact(
+    contact = new_record(
+        Contact,
         organization_id=principal.organization_id,
         **data.model_dump(exclude={"custom_fields", "source", "email_opt_in_source", "owner_id"}),
         source=data.source or (ContactSource.api if principal.kind == "api_key" else ContactSource.manual),

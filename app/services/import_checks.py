@@ -39,16 +39,17 @@ class CheckedRow:
         body = self.body
         if body is None:
             return (CheckedRow, (self.row, self.values, None, self.reason))
-        # Every field's value: `model_construct` fills a missing one in with its default at
-        # about 280 µs a record. The record the body was checked from is left behind.
+        # The body's pickle state (every field's value and which were set), restored as pydantic
+        # unpickles a model: a sixth of the cost of `model_construct`. The record the body was
+        # checked from is left behind.
         values = replace(self.values, record={}) if self.values is not None else None
-        return (_rebuilt, (self.row, values, type(body), body.__dict__, body.model_fields_set))
+        return (_rebuilt, (self.row, values, type(body), body.__getstate__()))
 
 
-def _rebuilt(
-    row: Row, values: RowValues, schema: type[BaseModel], fields: dict[str, Any], fields_set: set[str]
-) -> CheckedRow:
-    return CheckedRow(row, values, schema.model_construct(fields_set, **fields))
+def _rebuilt(row: Row, values: RowValues, schema: type[BaseModel], state: dict[Any, Any]) -> CheckedRow:
+    body = schema.__new__(schema)
+    body.__setstate__(state)
+    return CheckedRow(row, values, body)
 
 
 @dataclass(slots=True)

@@ -19,8 +19,22 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Integer, Select, and_, case, cast, func, literal, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    Uuid,
+    and_,
+    any_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -126,7 +140,9 @@ def _score_source(
             fit = fit + case((conditions[rule.id], rule.points), else_=0)
     behaviour_rules = [rule for rule in rules if rule.kind is ScoringRuleKind.behaviour]
     base = select(c.organization_id, c.id.label("contact_id")).where(c.organization_id == organization_id)
-    base = base.where(c.id.in_(contact_ids)) if contact_ids is not None else base.where(*id_range.where(c.id))
+    # One array parameter, not one parameter per id: a batch or an import chunk scores thousands.
+    listed = bindparam("contact_ids", list(contact_ids), type_=ARRAY(Uuid)) if contact_ids is not None else None
+    base = base.where(c.id == any_(listed)) if listed is not None else base.where(*id_range.where(c.id))
     points: ColumnElement[Any] = fit
     if behaviour_rules:
         a = ContactActivity.__table__.c
@@ -138,8 +154,8 @@ def _score_source(
             .where(a.organization_id == organization_id, a.signal.in_({rule.signal for rule in behaviour_rules}))
             .group_by(a.contact_id)
         )
-        if contact_ids is not None:
-            behaviour = behaviour.where(a.contact_id.in_(contact_ids))
+        if listed is not None:
+            behaviour = behaviour.where(a.contact_id == any_(listed))
         else:
             behaviour = behaviour.where(*id_range.where(a.contact_id))
         earned_by = behaviour.subquery("behaviour")

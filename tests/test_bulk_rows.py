@@ -1,0 +1,78 @@
+"""`core.db.new_record` and `insert_values`: how batches and imports build new rows cheaply."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import String, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
+
+from app.core.db import insert_values, new_record
+from app.models.base import Base
+from app.models.contact import Contact
+from tests.helpers import Tenant
+
+
+async def test_a_new_record_added_to_a_session_is_inserted_with_its_values(app: Any, tenant: Tenant) -> None:
+    """It is built without attribute events, so the ORM must take its values from its dict."""
+    organization_id = uuid.UUID(tenant.organization_id)
+    contact = new_record(
+        Contact,
+        organization_id=organization_id,
+        first_name="伟",
+        last_name="张",
+        email="zhang.wei@example.cn",
+        source="api",
+    )
+    async with app.state.session_factory() as session, session.begin():
+        session.add(contact)
+    async with app.state.session_factory() as session:
+        stored = (
+            await session.execute(
+                select(Contact.first_name, Contact.last_name, Contact.email, Contact.lifecycle_stage).where(
+                    Contact.organization_id == organization_id, Contact.id == contact.id
+                )
+            )
+        ).one()
+    assert tuple(stored) == ("伟", "张", "zhang.wei@example.cn", "lead")
+
+
+def test_a_new_record_refuses_an_attribute_its_model_does_not_have() -> None:
+    with pytest.raises(TypeError, match="no attribute frist_name"):
+        new_record(Contact, frist_name="伟")
+
+
+def test_a_model_with_validators_is_refused_since_they_would_be_skipped() -> None:
+    class Scratch(DeclarativeBase):
+        pass
+
+    class Checked(Scratch):
+        __tablename__ = "checked"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(10))
+
+        @validates("name")
+        def _name(self, _key: str, value: str) -> str:
+            return value.strip()
+
+    with pytest.raises(TypeError, match="validators"):
+        new_record(Checked, name=" x ")
+
+
+def test_insert_values_fills_the_defaults_in_and_sets_every_column_on_the_record() -> None:
+    contact = new_record(Contact, organization_id=uuid.uuid4(), first_name="娜")
+    values = insert_values(contact)
+    assert values["id"] is not None and values["lifecycle_stage"] == "lead" and values["company_id"] is None
+    assert {name: contact.__dict__[name] for name in values} == values
+
+
+def test_every_attribute_is_named_as_its_column() -> None:
+    """`insert_values` reads a record's dict by column name."""
+    assert [
+        (table.name, column.key, column.name)
+        for table in Base.metadata.sorted_tables
+        for column in table.columns
+        if column.key != column.name
+    ] == []
