@@ -1,15 +1,17 @@
-"""`core.db.new_record` and `insert_values`: how batches and imports build new rows cheaply."""
+"""`core.db`'s bulk helpers: `new_record` and `insert_values` (how batches and imports build new
+rows cheaply) and `PlannerStatistics` (the planner's count of what an import writes)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
+import httpx
 import pytest
-from sqlalchemy import String, select
+from sqlalchemy import String, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
-from app.core.db import insert_values, new_record
+from app.core.db import PlannerStatistics, insert_values, new_record
 from app.models.base import Base
 from app.models.contact import Contact
 from tests.helpers import Tenant
@@ -76,3 +78,31 @@ def test_every_attribute_is_named_as_its_column() -> None:
         for column in table.columns
         if column.key != column.name
     ] == []
+
+
+async def test_the_planner_statistics_are_refreshed_each_time_the_rows_written_outnumber_its_count(
+    app: Any, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    sessions = app.state.session_factory
+    async with sessions() as session, session.begin():
+        await session.execute(text("ANALYZE contacts"))  # the new organisation counted at (about) nothing
+    statistics = PlannerStatistics("contacts", uuid.UUID(tenant.organization_id))
+
+    async def add_contacts(count: int) -> None:
+        records = [{"first_name": f"客户{index}"} for index in range(count)]
+        batch = await client.post(
+            "/api/v1/contacts/batch", headers=tenant.headers, json={"mode": "create", "records": records}
+        )
+        assert batch.status_code == 200, batch.text
+
+    await add_contacts(300)
+    await statistics.written(sessions, 300)
+    assert statistics.analyses == 1
+    assert statistics.counted is not None and statistics.counted >= 150
+    await add_contacts(100)
+    await statistics.written(sessions, 100)
+    assert statistics.analyses == 1  # 100 rows more than the 300 counted is not yet a doubling
+    await add_contacts(300)
+    await statistics.written(sessions, 300)
+    assert statistics.analyses == 2
+    assert statistics.counted >= 350

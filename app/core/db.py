@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Final, TypeVar
 
 import orjson
-from sqlalchemy import JSON, Table, event, inspect, make_url, text
+from sqlalchemy import JSON, ColumnElement, Table, any_, bindparam, event, inspect, make_url, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -130,6 +131,13 @@ async def drop_database(url: str) -> None:
         await engine.dispose()
 
 
+def any_of(column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column IN values` as one array parameter (`column = ANY(:values)`): an import chunk's
+    thousands of keys were as many parameters, each rendered by SQLAlchemy for every statement
+    (about 3 % of the import worker's time) and parsed by PostgreSQL."""
+    return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+
+
 def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
     """Runs `callback` once the session's transaction has committed (not if it rolls back)."""
     event.listen(session.sync_session, "after_commit", lambda _session: callback(), once=True)
@@ -147,6 +155,53 @@ async def for_bulk_work(session: AsyncSession, *, timeout_seconds: int, work_mem
     statement timeout (the request one is too short) and room to hash in memory."""
     await session.execute(text(f"SET LOCAL statement_timeout = {int(timeout_seconds) * 1000}"))
     await session.execute(text(f"SET LOCAL work_mem = '{int(work_mem_mb)}MB'"))
+
+
+class PlannerStatistics:
+    """Keeps the planner's idea of an organisation's rows in a table that a bulk load grows: the
+    table is analysed whenever the rows written since the planner last counted them outnumber
+    what it counted.
+
+    A chunk's lookups (its e-mails, the ids it scores) are planned from those statistics.
+    Autovacuum refreshes them some time after a tenth of the table changed (when it runs at all,
+    and a tenant that grows inside a larger table may never reach a tenth); an import planned
+    from a count of a few hundred rows scanned the organisation's rows for every lookup: at
+    800,000 contacts about 300 ms each, three a chunk. Doubling as the rule keeps the count within
+    a factor of two for a few ANALYZEs per import, each a sample of at most 30,000 rows that
+    blocks no reads or writes."""
+
+    def __init__(self, table: str, organization_id: uuid.UUID) -> None:
+        self.table = table
+        self.organization_id = organization_id
+        # The organisation's rows as the planner last counted them (None: not read yet).
+        self.counted: int | None = None
+        self._written_since = 0
+        self.analyses = 0
+
+    async def written(self, sessions: async_sessionmaker[AsyncSession], rows: int) -> None:
+        """Notes `rows` committed into the table; analyses it, in a transaction of its own, when due."""
+        self._written_since += rows
+        if self.counted is None:
+            async with sessions() as session:
+                self.counted = await self._planned_rows(session)
+        if self._written_since <= self.counted:
+            return
+        async with sessions() as session, session.begin():
+            await session.execute(text(f'ANALYZE "{self.table}"'))
+            self.counted = await self._planned_rows(session)
+        self._written_since = 0
+        self.analyses += 1
+
+    async def _planned_rows(self, session: AsyncSession) -> int:
+        """How many rows the planner expects the organisation to have in the table."""
+        plan = await session.scalar(
+            text(
+                f'EXPLAIN (FORMAT JSON) SELECT 1 FROM "{self.table}" '
+                f"WHERE organization_id = '{uuid.UUID(str(self.organization_id))}'"
+            )
+        )
+        rows: int = (orjson.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]["Plan Rows"]
+        return rows
 
 
 _CACHE_PREFIX = "rapport.cache."

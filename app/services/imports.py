@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core import csv_export, jobs, normalize
 from app.core.context import request_id_var
-from app.core.db import copy_rows
+from app.core.db import PlannerStatistics, copy_rows
 from app.core.enums import ContactSource, CustomFieldType
 from app.core.errors import Conflict, DomainError, FieldError, TooLarge, ValidationFailed
 from app.core.ids import new_id
@@ -349,6 +349,7 @@ async def _run(
     more_than_a_chunk = data_import.total - data_import.processed > chunk_rows
     second_process = settings.imports_check_process and rules is not None and more_than_a_chunk
     checker = ChunkChecker(table, converter, schema, skip=data_import.processed, chunk_rows=chunk_rows)
+    statistics = PlannerStatistics(kind.model.__tablename__, data_import.organization_id)
     async with _chunks_ahead(checker, second_process=second_process) as next_chunk:
         pending = next_chunk()
         while True:
@@ -381,6 +382,7 @@ async def _run(
                     )
                 )
             data_import.processed = last_row
+            await statistics.written(sessions, outcome.counts["created"])
     await _set(sessions, data_import, token, status="done", finished_at=utcnow(), run_token=None)
     _remove_file(settings, data_import)
     return "done"

@@ -23,10 +23,7 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Select,
-    Uuid,
     and_,
-    any_,
-    bindparam,
     case,
     cast,
     func,
@@ -34,12 +31,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.core import audit, jobs
-from app.core.db import for_bulk_work, lock_for_transaction
+from app.core.db import any_of, for_bulk_work, lock_for_transaction
 from app.core.enums import AuditAction, LifecycleStage, ScoringRuleKind
 from app.core.errors import FieldError, ValidationFailed
 from app.core.pagination import Keyset, Page, SortKey, ValueKind
@@ -140,9 +137,7 @@ def _score_source(
             fit = fit + case((conditions[rule.id], rule.points), else_=0)
     behaviour_rules = [rule for rule in rules if rule.kind is ScoringRuleKind.behaviour]
     base = select(c.organization_id, c.id.label("contact_id")).where(c.organization_id == organization_id)
-    # One array parameter, not one parameter per id: a batch or an import chunk scores thousands.
-    listed = bindparam("contact_ids", list(contact_ids), type_=ARRAY(Uuid)) if contact_ids is not None else None
-    base = base.where(c.id == any_(listed)) if listed is not None else base.where(*id_range.where(c.id))
+    base = base.where(any_of(c.id, contact_ids)) if contact_ids is not None else base.where(*id_range.where(c.id))
     points: ColumnElement[Any] = fit
     if behaviour_rules:
         a = ContactActivity.__table__.c
@@ -154,8 +149,8 @@ def _score_source(
             .where(a.organization_id == organization_id, a.signal.in_({rule.signal for rule in behaviour_rules}))
             .group_by(a.contact_id)
         )
-        if listed is not None:
-            behaviour = behaviour.where(a.contact_id == any_(listed))
+        if contact_ids is not None:
+            behaviour = behaviour.where(any_of(a.contact_id, contact_ids))
         else:
             behaviour = behaviour.where(*id_range.where(a.contact_id))
         earned_by = behaviour.subquery("behaviour")
