@@ -80,13 +80,18 @@ def test_every_attribute_is_named_as_its_column() -> None:
     ] == []
 
 
+async def _last_analysed(sessions: Any) -> Any:
+    async with sessions() as session:
+        return await session.scalar(text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'contacts'"))
+
+
 async def test_the_planner_statistics_are_refreshed_each_time_the_rows_written_outnumber_its_count(
     app: Any, client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
     sessions = app.state.session_factory
     async with sessions() as session, session.begin():
         await session.execute(text("ANALYZE contacts"))  # the new organisation counted at (about) nothing
-    statistics = PlannerStatistics("contacts", uuid.UUID(tenant.organization_id))
+    statistics = PlannerStatistics("contacts", uuid.UUID(tenant.organization_id), ("id", "email"))
 
     async def add_contacts(count: int) -> None:
         records = [{"first_name": f"客户{index}"} for index in range(count)]
@@ -106,3 +111,18 @@ async def test_the_planner_statistics_are_refreshed_each_time_the_rows_written_o
     await statistics.written(sessions, 300)
     assert statistics.analyses == 2
     assert statistics.counted >= 350
+
+    before = await _last_analysed(sessions)
+    await statistics.finished(sessions)  # the whole table, once, since the load outgrew the count
+    assert await _last_analysed(sessions) > before
+
+
+async def test_a_load_that_never_outgrew_the_count_leaves_the_statistics_alone(app: Any, tenant: Tenant) -> None:
+    sessions = app.state.session_factory
+    async with sessions() as session, session.begin():
+        await session.execute(text("ANALYZE contacts"))
+    statistics = PlannerStatistics("contacts", uuid.UUID(tenant.organization_id), ())
+    before = await _last_analysed(sessions)
+    await statistics.written(sessions, 0)
+    await statistics.finished(sessions)
+    assert (statistics.analyses, await _last_analysed(sessions)) == (0, before)

@@ -159,27 +159,30 @@ async def for_bulk_work(session: AsyncSession, *, timeout_seconds: int, work_mem
 
 class PlannerStatistics:
     """Keeps the planner's idea of an organisation's rows in a table that a bulk load grows: the
-    table is analysed whenever the rows written since the planner last counted them outnumber
-    what it counted.
+    columns a load looks its rows up by are analysed whenever the rows written since the planner
+    last counted them outnumber what it counted, and the whole table once at the end.
 
     A chunk's lookups (its e-mails, the ids it scores) are planned from those statistics.
     Autovacuum refreshes them some time after a tenth of the table changed (when it runs at all,
     and a tenant that grows inside a larger table may never reach a tenth); an import planned
     from a count of a few hundred rows scanned the organisation's rows for every lookup: at
-    800,000 contacts about 300 ms each, three a chunk. Doubling as the rule keeps the count within
-    a factor of two for a few ANALYZEs per import, each a sample of at most 30,000 rows that
-    blocks no reads or writes."""
+    800,000 contacts about 300 ms each, three a chunk. Doubling keeps the count within a factor
+    of two for a few ANALYZEs per import, none of which blocks reads or writes. Only the lookup
+    columns are analysed on the way (150 ms at 800,000 contacts, against 5.9 s for the whole
+    table, whose search grams are sampled 300,000 rows deep for search's common-gram hints)."""
 
-    def __init__(self, table: str, organization_id: uuid.UUID) -> None:
+    def __init__(self, table: str, organization_id: uuid.UUID, lookup_columns: Sequence[str]) -> None:
         self.table = table
         self.organization_id = organization_id
+        self.lookup_columns = ", ".join(f'"{column}"' for column in ("organization_id", *lookup_columns))
         # The organisation's rows as the planner last counted them (None: not read yet).
         self.counted: int | None = None
         self._written_since = 0
         self.analyses = 0
 
     async def written(self, sessions: async_sessionmaker[AsyncSession], rows: int) -> None:
-        """Notes `rows` committed into the table; analyses it, in a transaction of its own, when due."""
+        """Notes `rows` committed into the table; analyses its lookup columns, in a transaction
+        of its own, when due."""
         self._written_since += rows
         if self.counted is None:
             async with sessions() as session:
@@ -187,10 +190,16 @@ class PlannerStatistics:
         if self._written_since <= self.counted:
             return
         async with sessions() as session, session.begin():
-            await session.execute(text(f'ANALYZE "{self.table}"'))
+            await session.execute(text(f'ANALYZE "{self.table}" ({self.lookup_columns})'))
             self.counted = await self._planned_rows(session)
         self._written_since = 0
         self.analyses += 1
+
+    async def finished(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        """The load is over: the whole table is analysed if the load grew it past the count."""
+        if self.analyses:
+            async with sessions() as session, session.begin():
+                await session.execute(text(f'ANALYZE "{self.table}"'))
 
     async def _planned_rows(self, session: AsyncSession) -> int:
         """How many rows the planner expects the organisation to have in the table."""

@@ -349,7 +349,9 @@ async def _run(
     more_than_a_chunk = data_import.total - data_import.processed > chunk_rows
     second_process = settings.imports_check_process and rules is not None and more_than_a_chunk
     checker = ChunkChecker(table, converter, schema, skip=data_import.processed, chunk_rows=chunk_rows)
-    statistics = PlannerStatistics(kind.model.__tablename__, data_import.organization_id)
+    statistics = PlannerStatistics(
+        kind.model.__tablename__, data_import.organization_id, ("id", *(rules.upsert_keys if rules else ()))
+    )
     async with _chunks_ahead(checker, second_process=second_process) as next_chunk:
         pending = next_chunk()
         while True:
@@ -383,6 +385,7 @@ async def _run(
                 )
             data_import.processed = last_row
             await statistics.written(sessions, outcome.counts["created"])
+    await statistics.finished(sessions)
     await _set(sessions, data_import, token, status="done", finished_at=utcnow(), run_token=None)
     _remove_file(settings, data_import)
     return "done"
