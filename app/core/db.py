@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Final, TypeVar
 
 import orjson
-from sqlalchemy import JSON, ColumnElement, Table, any_, bindparam, event, inspect, make_url, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import JSON, Table, event, inspect, make_url, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -129,13 +128,6 @@ async def drop_database(url: str) -> None:
             await connection.execute(text(f'DROP DATABASE IF EXISTS "{quoted}" WITH (FORCE)'))
     finally:
         await engine.dispose()
-
-
-def any_of(column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
-    """`column IN values` as one array parameter (`column = ANY(:values)`): an import chunk's
-    thousands of keys were as many parameters, each rendered by SQLAlchemy for every statement
-    (about 3 % of the import worker's time) and parsed by PostgreSQL."""
-    return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
 
 
 def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
