@@ -80,6 +80,16 @@ def test_every_attribute_is_named_as_its_column() -> None:
     ] == []
 
 
+async def _add_contacts(client: httpx.AsyncClient, tenant: Tenant, count: int) -> None:
+    records = [
+        {"first_name": f"客户{index}", "email": f"c{index}.{uuid.uuid4().hex[:8]}@example.cn"} for index in range(count)
+    ]
+    batch = await client.post(
+        "/api/v1/contacts/batch", headers=tenant.headers, json={"mode": "create", "records": records}
+    )
+    assert batch.status_code == 200, batch.text
+
+
 async def _last_analysed(sessions: Any) -> Any:
     async with sessions() as session:
         return await session.scalar(text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'contacts'"))
@@ -93,21 +103,14 @@ async def test_the_planner_statistics_are_refreshed_each_time_the_rows_written_o
         await session.execute(text("ANALYZE contacts"))  # the new organisation counted at (about) nothing
     statistics = PlannerStatistics("contacts", uuid.UUID(tenant.organization_id), ("id", "email"))
 
-    async def add_contacts(count: int) -> None:
-        records = [{"first_name": f"客户{index}"} for index in range(count)]
-        batch = await client.post(
-            "/api/v1/contacts/batch", headers=tenant.headers, json={"mode": "create", "records": records}
-        )
-        assert batch.status_code == 200, batch.text
-
-    await add_contacts(300)
+    await _add_contacts(client, tenant, 300)
     await statistics.written(sessions, 300)
     assert statistics.analyses == 1
     assert statistics.counted is not None and statistics.counted >= 150
-    await add_contacts(100)
+    await _add_contacts(client, tenant, 100)
     await statistics.written(sessions, 100)
     assert statistics.analyses == 1  # 100 rows more than the 300 counted is not yet a doubling
-    await add_contacts(300)
+    await _add_contacts(client, tenant, 300)
     await statistics.written(sessions, 300)
     assert statistics.analyses == 2
     assert statistics.counted >= 350

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Final, TypeVar
 
 import orjson
-from sqlalchemy import JSON, Table, event, inspect, make_url, text
+from sqlalchemy import JSON, ColumnElement, Table, any_, bindparam, event, inspect, make_url, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -128,6 +129,15 @@ async def drop_database(url: str) -> None:
             await connection.execute(text(f'DROP DATABASE IF EXISTS "{quoted}" WITH (FORCE)'))
     finally:
         await engine.dispose()
+
+
+def any_of(column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column IN values` as one array parameter (`column = ANY(:values)`). An import chunk's
+    thousands of keys were as many parameters: SQLAlchemy rendered each for every statement
+    (about 3 % of the import worker's time), and every chunk's distinct count of them made a new
+    prepared statement in asyncpg's cache, whose 5,000-parameter entries held the import worker
+    about 75 MB above its peak with one array (305 MB against 228 MB for 1,000,000 contacts)."""
+    return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
 
 
 def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:

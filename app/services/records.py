@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit, csv_export, events, text_search
-from app.core.db import copy_rows, insert_values, lock_for_transaction
+from app.core.db import any_of, copy_rows, insert_values, lock_for_transaction
 from app.core.enums import AuditAction, CustomFieldEntity
 from app.core.errors import Conflict, DomainError, FieldError, NotFound, PreconditionFailed, ValidationFailed
 from app.core.pagination import MAX_LIMIT, Keyset, Page
@@ -543,7 +543,7 @@ async def _matches(
     column = getattr(model, key)
     rows = await session.execute(
         select(model)
-        .where(model.organization_id == principal.organization_id, column.in_(values))
+        .where(model.organization_id == principal.organization_id, any_of(column, values))
         .order_by(model.id)
         .with_for_update()
     )
@@ -631,7 +631,7 @@ async def plan_batch(
     matched_ids = [record.id for by_value in found.values() for same in by_value.values() for record in same]
     model: Any = kind.model
     visible_query = kind.repository(session, principal).scoped().with_only_columns(model.id)
-    visible = set((await session.execute(visible_query.where(model.id.in_(matched_ids)))).scalars())
+    visible = set((await session.execute(visible_query.where(any_of(model.id, matched_ids)))).scalars())
 
     await rules.prefetch(session, principal, [changes[i] for i in bodies if results[i] is None])
     plan: BatchPlan[M] = BatchPlan(results, [], [])

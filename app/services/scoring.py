@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.core import audit, jobs
-from app.core.db import for_bulk_work, lock_for_transaction
+from app.core.db import any_of, for_bulk_work, lock_for_transaction
 from app.core.enums import AuditAction, LifecycleStage, ScoringRuleKind
 from app.core.errors import FieldError, ValidationFailed
 from app.core.pagination import Keyset, Page, SortKey, ValueKind
@@ -126,7 +126,7 @@ def _score_source(
             fit = fit + case((conditions[rule.id], rule.points), else_=0)
     behaviour_rules = [rule for rule in rules if rule.kind is ScoringRuleKind.behaviour]
     base = select(c.organization_id, c.id.label("contact_id")).where(c.organization_id == organization_id)
-    base = base.where(c.id.in_(contact_ids)) if contact_ids is not None else base.where(*id_range.where(c.id))
+    base = base.where(any_of(c.id, contact_ids)) if contact_ids is not None else base.where(*id_range.where(c.id))
     points: ColumnElement[Any] = fit
     if behaviour_rules:
         a = ContactActivity.__table__.c
@@ -139,7 +139,7 @@ def _score_source(
             .group_by(a.contact_id)
         )
         if contact_ids is not None:
-            behaviour = behaviour.where(a.contact_id.in_(contact_ids))
+            behaviour = behaviour.where(any_of(a.contact_id, contact_ids))
         else:
             behaviour = behaviour.where(*id_range.where(a.contact_id))
         earned_by = behaviour.subquery("behaviour")
