@@ -244,7 +244,7 @@ def _forget_transaction_caches_at_the_end(session: Session) -> None:
 @functools.cache
 def _insert_plan(table: Table) -> tuple[tuple[str, Any], ...]:
     """(column, its Python-side default or None) for each column a row is inserted with. Models
-    name their attributes as their columns (`test_models` holds them to it)."""
+    name their attributes as their columns (`tests/test_bulk_rows.py` holds them to it)."""
     return tuple((column.name, column.default) for column in table.columns if column.computed is None)
 
 
