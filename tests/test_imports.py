@@ -482,20 +482,24 @@ async def test_a_value_refused_when_the_record_is_built_is_reported_by_its_field
 async def test_an_import_keeps_the_planners_count_of_the_organisations_rows_current(
     client: httpx.AsyncClient, tenant: Tenant, app: Any, db: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each chunk's lookups are planned from it: counted at nothing, they scanned every row."""
+    """Each chunk's lookups are planned from it: counted at nothing, they scanned every row. The
+    companies a contacts import creates are counted too."""
     monkeypatch.setattr(settings, "imports_chunk_rows", 100)
 
-    async def planned_rows() -> int:
+    async def planned_rows(table: str) -> int:
         plan = await db.scalar(
-            text(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM contacts WHERE organization_id = '{tenant.organization_id}'")
+            text(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} WHERE organization_id = '{tenant.organization_id}'")
         )
         await db.rollback()  # a fresh snapshot of the statistics next time
         return int(plan[0]["Plan"]["Plan Rows"])
 
     await db.execute(text("ANALYZE contacts"))
+    await db.execute(text("ANALYZE companies"))
     await db.commit()
-    assert await planned_rows() < 50
-    rows = "".join(f"客户{index},c{index}@example.cn\n" for index in range(600))
-    result = await _import(client, tenant, app, f"联系人,邮箱\n{rows}".encode())
-    assert result["created"] == 600
-    assert await planned_rows() >= 300
+    assert await planned_rows("contacts") < 50
+    assert await planned_rows("companies") < 50
+    rows = "".join(f"客户{index},c{index}@example.cn,公司{index}\n" for index in range(600))
+    result = await _import(client, tenant, app, f"联系人,邮箱,公司\n{rows}".encode())
+    assert (result["created"], result["companies_created"]) == (600, 600)
+    assert await planned_rows("contacts") >= 300
+    assert await planned_rows("companies") >= 300

@@ -37,7 +37,10 @@ async def test_a_killed_worker_loses_no_event(
     client: httpx.AsyncClient, tenant: Tenant, receiver: Receiver, start_worker: Any
 ) -> None:
     async def slow(_: Received) -> web.StreamResponse:
-        await asyncio.sleep(0.01)
+        # Two deliveries in flight at 50 ms each: at most 40 a second, so the 300 events are
+        # still being delivered when the worker is killed, however fast they were created
+        # (at 10 ms a delivery all of them once arrived before the kill).
+        await asyncio.sleep(0.05)
         return web.Response(status=200)
 
     receiver.responders["/hook"] = slow

@@ -349,9 +349,14 @@ async def _run(
     more_than_a_chunk = data_import.total - data_import.processed > chunk_rows
     second_process = settings.imports_check_process and rules is not None and more_than_a_chunk
     checker = ChunkChecker(table, converter, schema, skip=data_import.processed, chunk_rows=chunk_rows)
-    statistics = PlannerStatistics(
-        kind.model.__tablename__, data_import.organization_id, ("id", *(rules.upsert_keys if rules else ()))
-    )
+    # The tables the import grows, with the columns its chunks look rows up by, and the count of
+    # the rows a chunk wrote into each (a contacts import creates the companies its rows name).
+    organization_id = data_import.organization_id
+    lookups = ("id", *rules.upsert_keys) if rules is not None else ("id",)
+    statistics = [(PlannerStatistics(kind.model.__tablename__, organization_id, lookups), "created")]
+    if data_import.entity == "contacts":
+        company_lookups = ("id", "name", *COMPANY_BATCHES.upsert_keys)
+        statistics.append((PlannerStatistics("companies", organization_id, company_lookups), "companies_created"))
     async with _chunks_ahead(checker, second_process=second_process) as next_chunk:
         pending = next_chunk()
         while True:
@@ -384,8 +389,10 @@ async def _run(
                     )
                 )
             data_import.processed = last_row
-            await statistics.written(sessions, outcome.counts["created"])
-    await statistics.finished(sessions)
+            for grown, count in statistics:
+                await grown.written(sessions, outcome.counts[count])
+    for grown, _ in statistics:
+        await grown.finished(sessions)
     await _set(sessions, data_import, token, status="done", finished_at=utcnow(), run_token=None)
     _remove_file(settings, data_import)
     return "done"
