@@ -211,7 +211,7 @@ class PlannerStatistics:
                 f"WHERE organization_id = '{uuid.UUID(str(self.organization_id))}'"
             )
         )
-        rows: int = (orjson.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]["Plan Rows"]
+        rows: int = plan[0]["Plan"]["Plan Rows"]  # the dialect decodes json
         return rows
 
 
