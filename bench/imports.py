@@ -79,9 +79,9 @@ def write_file(path: Path, rows: int) -> None:
     partial.replace(path)
 
 
-async def bare_copy(path: Path, organization_id: str) -> float:
+async def bare_copy(path: Path, organization_id: str, database_url: str = DATABASE_URL) -> float:
     """Seconds for COPY of the file's columns into contacts (rolled back), the ceiling."""
-    connection = await asyncpg.connect(common.asyncpg_dsn(DATABASE_URL))
+    connection = await asyncpg.connect(common.asyncpg_dsn(database_url))
     try:
         transaction = connection.transaction()
         await transaction.start()
