@@ -178,3 +178,29 @@ async def test_limits_and_shape(client: httpx.AsyncClient, tenant: Tenant) -> No
     full = await _batch(client, tenant, "contacts", "create", [{"first_name": f"人{i}"} for i in range(1000)])
     assert full.status_code == 200
     assert {r["status"] for r in full.json()["results"]} == {"created"}
+
+
+async def test_a_nul_character_fails_its_own_record_only(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    """PostgreSQL's text cannot hold U+0000: such a value is the record's 422, not the batch's 500."""
+    response = await _batch(
+        client,
+        tenant,
+        "contacts",
+        "create",
+        [
+            {"first_name": "nul\u0000byte"},
+            {"first_name": "伟", "email": "wei@example.cn"},
+            {"first_name": "娜", "tags": ["ok", "bad\u0000tag"]},
+        ],
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["failed", "created", "failed"]
+    assert results[0]["problem"]["errors"][0]["loc"] == ["body", "records", 0, "first_name"]
+    assert "NUL" in results[0]["problem"]["errors"][0]["msg"]
+    assert results[2]["problem"]["errors"][0]["loc"] == ["body", "records", 2, "tags"]
+
+    for path, body in (("contacts", {"first_name": "a\u0000"}), ("companies", {"name": "公司\u0000"})):
+        single = await client.post(f"/api/v1/{path}", headers=tenant.headers, json=body)
+        assert single.status_code == 422, single.text
+        assert single.headers["content-type"] == PROBLEM

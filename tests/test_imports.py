@@ -13,12 +13,13 @@ import httpx
 import pytest
 from openpyxl import Workbook
 from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit
 from app.core.settings import Settings
 from app.models.audit import AuditEntry
 from app.models.contact import Contact
-from app.models.data_import import DataImport
+from app.models.data_import import DataImport, ImportIssue
 from app.models.event import Event
 from app.services import imports
 from tests.helpers import PROBLEM, Tenant, add_api_key
@@ -503,3 +504,27 @@ async def test_an_import_keeps_the_planners_count_of_the_organisations_rows_curr
     assert (result["created"], result["companies_created"]) == (600, 600)
     assert await planned_rows("contacts") >= 300
     assert await planned_rows("companies") >= 300
+
+
+async def test_the_errors_csv_masks_cells_of_secret_fields(
+    client: httpx.AsyncClient, tenant: Tenant, app: Any, db: AsyncSession
+) -> None:
+    """A failed row's cells are kept for the errors CSV; a secret custom field's cell is masked
+    there (and in the table behind it), as every other listing withholds it."""
+    defined = await client.post(
+        "/api/v1/custom-fields",
+        headers=tenant.headers,
+        json={"entity": "contact", "key": "id_number", "label": "身份证号", "type": "secret"},
+    )
+    assert defined.status_code == 201, defined.text
+    content = "first_name,phone,id_number\n伟,13800138000,310101199001011234\n娜,not a phone,310101199202022345\n"
+    result = await _import(client, tenant, app, content.encode())
+    assert (result["created"], result["failed"]) == (1, 1)
+    [failed] = await _errors(client, tenant, result["id"])
+    assert failed["row"] == "3" and failed["first_name"] == "娜" and failed["id_number"] == "***"
+    kept = (
+        await db.execute(select(ImportIssue.cells).where(ImportIssue.import_id == uuid.UUID(result["id"])))
+    ).scalars()
+    assert [cells[2] for cells in kept] == ["***"]
+    again = await _import(client, tenant, app, "first_name,id_number\n娜,***\n".encode())
+    assert again["created"] == 1  # the mask is skipped, not stored as the value

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,6 +13,8 @@ BATCH_LIMIT = 1000
 
 
 class BatchCreate(InputSchema):
+    validated_later: ClassVar[frozenset[str]] = frozenset({"records"})
+
     mode: Literal["create", "upsert"] = Field(
         description="`create`: every record is new; `upsert`: update the record matching the upsert key, else create"
     )

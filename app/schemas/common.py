@@ -26,6 +26,28 @@ class InputSchema(BaseModel):
     """Request bodies: unknown fields are a 422, so nothing is mass-assigned by accident."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # Fields whose items are validated one by one later (a batch's records), each on its own.
+    validated_later: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _refuse_nul(cls, value: Any, info: ValidationInfo) -> Any:
+        # PostgreSQL's text cannot hold U+0000: refused here, a 422 on its field, rather than
+        # failing the statement (and, in a batch, every record written with it).
+        if info.field_name not in cls.validated_later and holds_nul(value):
+            raise ValueError("must not contain the NUL character (U+0000)")
+        return value
+
+
+def holds_nul(value: Any) -> bool:
+    """Whether a string in the value, at any depth of lists and objects, holds U+0000."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(holds_nul(key) or holds_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(holds_nul(item) for item in value)
+    return False
 
 
 class PatchSchema(InputSchema):

@@ -91,7 +91,9 @@ class ChunkChecker:
                 elif not row.cells:
                     checked.append(CheckedRow(row))
                 else:
-                    checked.append(self._check(row))
+                    checked_row = self._check(row)
+                    checked_row.row = self._converter.withheld(row)
+                    checked.append(checked_row)
         return CheckedChunk(checked, phone_forms)
 
     def _check(self, row: Row) -> CheckedRow:

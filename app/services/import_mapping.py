@@ -27,6 +27,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Final
 
 from app.core.enums import CustomFieldType
+from app.core.tabular import Row
 
 if TYPE_CHECKING:
     from app.models.custom_field import CustomFieldDefinition
@@ -245,6 +246,8 @@ _PARENTHESISED: Final = re.compile(r"[(（].*?[)）]")
 _HEADER_NOISE: Final = re.compile(r"[\s_\-.:：]+")
 _LIST_SEPARATORS: Final = re.compile(r"[,;，；、|]")
 _MASK: Final = re.compile(r"^\*+$")
+# What an import keeps of a secret cell (a mask, so that the errors CSV can be imported again).
+WITHHELD: Final = "***"
 _HONORIFICS: Final = ("先生", "女士", "小姐", "老师")
 _COMPOUND_SURNAMES: Final = frozenset(
     [
@@ -352,6 +355,8 @@ class Converter:
     column_of: dict[str, str]  # target → header, for messages
     # Custom field key → its type: plain values, so a converter can be sent to another process.
     field_types: Mapping[str, CustomFieldType]
+    # The positions of the columns mapped to secret custom fields.
+    secret_positions: tuple[int, ...] = ()
 
     @classmethod
     def build(
@@ -365,7 +370,25 @@ class Converter:
         targets = {column: target for column, target in mapping.items() if target}
         columns = [(position[column], target) for column, target in targets.items()]
         column_of = {target: column for column, target in targets.items()}
-        return cls(entity, columns, column_of, {key: definition.type for key, definition in definitions.items()})
+        field_types = {key: definition.type for key, definition in definitions.items()}
+        secret_positions = tuple(
+            index
+            for index, target in columns
+            if target.startswith(CUSTOM_PREFIX)
+            and field_types.get(target.removeprefix(CUSTOM_PREFIX)) == CustomFieldType.secret
+        )
+        return cls(entity, columns, column_of, field_types, secret_positions)
+
+    def withheld(self, row: Row) -> Row:
+        """The row as an import keeps it for its errors CSV: the cells of columns mapped to secret
+        custom fields masked (`***`, which an import skips), as every listing withholds them."""
+        if not any(row.cells[position] for position in self.secret_positions):
+            return row
+        cells = list(row.cells)
+        for position in self.secret_positions:
+            if cells[position]:
+                cells[position] = WITHHELD
+        return Row(row.number, cells, row.error)
 
     def convert(self, cells: Sequence[str]) -> RowValues:
         values = RowValues()
