@@ -153,3 +153,43 @@ async def test_the_organisation_can_merge_e_mail_duplicates_on_create(
     assert other_email.status_code == 201
     listed = await client.get("/api/v1/contacts", headers=tenant.headers, params={"email": "wei@example.cn"})
     assert [c["id"] for c in listed.json()["items"]] == [first["id"]]
+
+
+async def test_a_merged_record_takes_no_new_links_and_is_not_restored(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """What is linked to a merged record stays with it, archived, out of the survivor's sight: so
+    nothing new may be, and the record cannot come back to life by a restore."""
+    company = await _post(client, tenant, "companies", {"name": "天元"})
+    gone_company = await _post(client, tenant, "companies", {"name": "天元贸易"})
+    person = await _post(client, tenant, "contacts", {"first_name": "伟"})
+    twin = await _post(client, tenant, "contacts", {"first_name": "Wei"})
+    for path, survivor, merged in (("contacts", person, twin), ("companies", company, gone_company)):
+        reply = await client.post(
+            f"/api/v1/{path}/{survivor['id']}/merge", headers=tenant.headers, json={"merge_ids": [merged["id"]]}
+        )
+        assert reply.status_code == 200, reply.text
+
+    refused = [
+        ("tasks", {"title": "回访", "contact_id": twin["id"]}, ["body", "contact_id"]),
+        ("tasks", {"title": "回访", "company_id": gone_company["id"]}, ["body", "company_id"]),
+        ("deals", {"name": "大单", "company_id": gone_company["id"]}, ["body", "company_id"]),
+        ("deals", {"name": "大单", "contacts": [{"contact_id": twin["id"]}]}, ["body", "contacts", 0, "contact_id"]),
+    ]
+    for path, body, loc in refused:
+        reply = await client.post(f"/api/v1/{path}", headers=tenant.headers, json=body)
+        assert reply.status_code == 422, (path, body, reply.text)
+        (error,) = reply.json()["errors"]
+        assert error["loc"] == loc and "was merged into" in error["msg"], error
+    activity = await client.post(
+        f"/api/v1/contacts/{twin['id']}/activities", headers=tenant.headers, json={"signal": "email_opened"}
+    )
+    assert activity.status_code == 409 and person["id"] in activity.json()["detail"]
+    for path, merged in (("contacts", twin), ("companies", gone_company)):
+        restore = await client.post(f"/api/v1/{path}/{merged['id']}/restore", headers=tenant.headers)
+        assert restore.status_code == 409, restore.text
+        assert "merged into" in restore.json()["detail"]
+    tasks = await client.post(
+        "/api/v1/tasks", headers=tenant.headers, json={"title": "回访", "contact_id": person["id"]}
+    )
+    assert tasks.status_code == 201

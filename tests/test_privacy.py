@@ -99,6 +99,50 @@ async def test_erase_clears_the_person_everywhere_and_keeps_the_rest(
     assert (await client.post(f"/api/v1/contacts/{cid}/erase", headers=tenant.headers)).status_code == 409
 
 
+async def test_erase_scrubs_the_names_e_mails_and_phones_the_person_had_before(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    contact = await create(
+        client, "/api/v1/contacts", tenant.headers,
+        first_name="Roberto", last_name="Oldname", email="roberto.old@hist.example", phone="+8613900000077",
+    )  # fmt: skip
+    task = await create(
+        client, "/api/v1/tasks", tenant.headers,
+        title="Call Roberto Oldname", description="roberto.old@hist.example / 139 0000 0077",
+        contact_id=contact["id"],
+    )  # fmt: skip
+    renamed = await client.patch(
+        f"/api/v1/contacts/{contact['id']}",
+        headers=tenant.headers,
+        json={"last_name": "Newname", "email": "roberto.new@hist.example", "phone": "+8613900000088"},
+    )
+    assert renamed.status_code == 200, renamed.text
+    erased = await client.post(f"/api/v1/contacts/{contact['id']}/erase", headers=tenant.headers)
+    assert erased.status_code == 200, erased.text
+    scrubbed = (await client.get(f"/api/v1/tasks/{task['id']}", headers=tenant.headers)).json()
+    assert scrubbed["title"] == "Call (erased)"
+    assert scrubbed["description"] == "(erased) / (erased)"
+    trail = await client.get("/api/v1/audit-log", headers=tenant.headers, params={"entity_id": task["id"]})
+    assert "Oldname" not in trail.text and "roberto.old" not in trail.text and "0000 0077" not in trail.text
+
+
+async def test_a_merged_contact_is_erased_through_its_survivor(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    survivor = await create(client, "/api/v1/contacts", tenant.headers, first_name="Xonly")
+    twin = await create(
+        client, "/api/v1/contacts", tenant.headers, first_name="Y", last_name="Yfamily", email="yperson@er.example"
+    )
+    merged = await client.post(
+        f"/api/v1/contacts/{survivor['id']}/merge", headers=tenant.headers, json={"merge_ids": [twin["id"]]}
+    )
+    assert merged.status_code == 200, merged.text
+    refused = await client.post(f"/api/v1/contacts/{twin['id']}/erase", headers=tenant.headers)
+    assert refused.status_code == 409 and survivor["id"] in refused.json()["detail"]
+    erased = await client.post(f"/api/v1/contacts/{survivor['id']}/erase", headers=tenant.headers)
+    assert erased.status_code == 200, erased.text
+    held = await client.get(f"/api/v1/contacts/{survivor['id']}/personal-data", headers=tenant.headers)
+    assert "yperson" not in held.text and "Yfamily" not in held.text
+
+
 async def test_erase_honours_if_match_and_permissions(
     client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
 ) -> None:

@@ -113,9 +113,13 @@ async def _check_company(session: AsyncSession, principal: Principal, company_id
     if company_id is None or (principal.id, company_id) in checked:
         return
     try:
-        await TenantRepository(Company, session, principal, label="company").get(company_id)
+        company = await TenantRepository(Company, session, principal, label="company").get(company_id)
     except NotFound as exc:
         raise ValidationFailed(FieldError(("body", "company_id"), f"no company with id {company_id}")) from exc
+    if (survivor := company.merged_into_id) is not None:
+        raise ValidationFailed(
+            FieldError(("body", "company_id"), f"the company was merged into {survivor}: link to that id")
+        )
     checked[(principal.id, company_id)] = True
 
 
@@ -129,16 +133,20 @@ async def _contact_links(
             raise ValidationFailed(FieldError(("body", "contacts", index, "contact_id"), "is listed twice"))
     if not ids:
         return []
-    found = set(
-        await session.scalars(
-            select(Contact.id).where(Contact.organization_id == principal.organization_id, Contact.id.in_(ids))
+    rows = await session.execute(
+        select(Contact.id, Contact.merged_into_id).where(
+            Contact.organization_id == principal.organization_id, Contact.id.in_(ids)
         )
     )
+    merged_into = {contact_id: survivor for contact_id, survivor in rows}
     for index, contact_id in enumerate(ids):
-        if contact_id not in found:
-            raise ValidationFailed(
-                FieldError(("body", "contacts", index, "contact_id"), f"no contact with id {contact_id}")
-            )
+        if contact_id not in merged_into:
+            reason = f"no contact with id {contact_id}"
+        elif (survivor := merged_into[contact_id]) is not None:
+            reason = f"the contact was merged into {survivor}: link to that id"
+        else:
+            continue
+        raise ValidationFailed(FieldError(("body", "contacts", index, "contact_id"), reason))
     # In the order reads give them (by contact id), so a write's reply matches a later GET.
     return [
         DealContact(organization_id=principal.organization_id, contact_id=link.contact_id, role=link.role)

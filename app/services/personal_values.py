@@ -15,12 +15,12 @@ or without spaces, dashes, dots or brackets between them (`+86 138-0013-8000`, `
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Any, Final
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Final, Protocol
 
 import phonenumbers
 
-from app.models.contact import Contact
 from app.schemas.contact import full_name
 
 ERASED: Final = "(erased)"
@@ -31,11 +31,72 @@ _DIGIT_SEPARATORS: Final = r"[\s\-.()/]*"
 _LETTER: Final = re.compile(r"[^\W\d_]")
 
 
-def _name_parts(contact: Contact) -> set[str]:
+class Identity(Protocol):
+    """What names a person: a contact, or one of its earlier states."""
+
+    @property
+    def first_name(self) -> str | None: ...
+    @property
+    def last_name(self) -> str | None: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def phone(self) -> str | None: ...
+    @property
+    def additional_emails(self) -> list[dict[str, Any]]: ...
+    @property
+    def additional_phones(self) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PastIdentity:
+    """A contact's identifying fields at one point of its history, as its audit rows show them."""
+
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    additional_emails: list[dict[str, Any]] = field(default_factory=list)
+    additional_phones: list[dict[str, Any]] = field(default_factory=list)
+
+
+_IDENTIFYING: Final = frozenset(f.name for f in fields(PastIdentity))
+
+
+def past_identities(trail: Iterable[tuple[Any, Mapping[str, Any] | None]]) -> list[PastIdentity]:
+    """Every state of the identifying fields that a trail of (contact id, audit changes), oldest
+    first, shows: a person renamed, or given a new e-mail or phone, is still named by the old ones
+    in what was written about them before."""
+    current: dict[Any, PastIdentity] = {}
+    states: list[PastIdentity] = []
+    for contact_id, changes in trail:
+        moved = {
+            name: change
+            for name, change in (changes or {}).items()
+            if name in _IDENTIFYING and isinstance(change, dict)
+        }
+        if not moved:
+            continue
+        state = current.get(contact_id, PastIdentity())
+        before = replace(state, **{name: _shown(name, c.get("before")) for name, c in moved.items() if "before" in c})
+        current[contact_id] = replace(state, **{name: _shown(name, c.get("after")) for name, c in moved.items()})
+        states += [before, current[contact_id]]
+    return states
+
+
+def _shown(name: str, value: Any) -> Any:
+    """An audited value as the field holds it (a list field's entries that are not objects, such
+    as an erased `(erased)`, are left out)."""
+    if name.startswith("additional_"):
+        return [entry for entry in value or [] if isinstance(entry, dict)]
+    return value if isinstance(value, str) else None
+
+
+def _name_parts(contact: Identity) -> set[str]:
     return {name for name in (contact.first_name, contact.last_name) if name and _LETTER.search(name)}
 
 
-def _full_names(contact: Contact) -> set[str]:
+def _full_names(contact: Identity) -> set[str]:
     first, last = contact.first_name, contact.last_name
     if not (first and last and _LETTER.search(first) and _LETTER.search(last)):
         return set()
@@ -44,11 +105,11 @@ def _full_names(contact: Contact) -> set[str]:
     return {full_name(first, last) or "", full_name(last, first) or "", f"{first} {last}", f"{last} {first}"}
 
 
-def _emails(contact: Contact) -> set[str]:
+def _emails(contact: Identity) -> set[str]:
     return {email for email in (contact.email, *(entry["email"] for entry in contact.additional_emails)) if email}
 
 
-def _phone_digits(contact: Contact) -> set[str]:
+def _phone_digits(contact: Identity) -> set[str]:
     """Each phone's digits as written internationally and nationally (with and without a trunk
     prefix)."""
     digits: set[str] = set()
@@ -87,10 +148,10 @@ def _alternation(literals: set[str], digits: set[str]) -> re.Pattern[str] | None
 
 
 class PersonalValues:
-    """The values of one person (a contact and the duplicates merged into it), read before they
-    are cleared, and a scrubber of free text and JSON documents built from them."""
+    """The values of one person (a contact and the duplicates merged into it, as they are and as
+    they were), read before they are cleared, and a scrubber of free text and JSON documents built from them."""
 
-    def __init__(self, contacts: Sequence[Contact]) -> None:
+    def __init__(self, contacts: Sequence[Identity]) -> None:
         full_names = set().union(*(_full_names(c) for c in contacts))
         parts = set().union(*(_name_parts(c) for c in contacts))
         emails = set().union(*(_emails(c) for c in contacts))

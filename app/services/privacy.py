@@ -36,7 +36,7 @@ from app.models.idempotency import IdempotencyRecord
 from app.schemas.contact import ContactRead
 from app.services import records
 from app.services.contacts import CONTACTS
-from app.services.personal_values import ERASED, PersonalValues
+from app.services.personal_values import ERASED, PersonalValues, past_identities
 from app.services.privacy_references import CONTACT_REFERENCES, UNLINKED_TEXT, Person
 
 # Fields that identify or describe the person; everything else about the contact is kept.
@@ -188,18 +188,24 @@ async def erase_contact(
     contact = await CONTACTS.repository(session, principal).locked(contact_id, expected_version=expected_version)
     if contact.erased_at is not None:
         raise Conflict("The contact's data was already erased")
+    if contact.merged_into_id is not None:
+        raise Conflict(
+            f"The contact was merged into {contact.merged_into_id}: erase that contact, which erases this one with it"
+        )
     # The same person: cleared with the contact.
     merged = list(await session.scalars(_duplicates(session, principal, contact).with_for_update()))
     erased = [contact, *merged]
-    # Read before the fields are cleared: the values to find in the text about the person.
-    values = PersonalValues(erased)
     person = Person(principal.organization_id, tuple(c.id for c in erased))
+    trail = await _trail(session, person)
+    # Read before the fields are cleared: the values to find in the text about the person, the
+    # ones the contacts hold and the ones they held before.
+    values = PersonalValues([*erased, *past_identities((entry.entity_id, entry.changes) for entry in trail)])
     now = utcnow()
     erasures = {c.id: _clear(c, now) for c in erased}
     await session.flush()
     await CONTACTS.written(session, principal, erased)
 
-    for entry in await _trail(session, person):
+    for entry in trail:
         entry.changes = _scrub_changes(entry.changes) or {}
     for event in await _stream(session, person):
         event.data = _scrub_data(event.data)

@@ -223,9 +223,19 @@ async def related_records(
             found[field] = await TenantRepository(model, session, principal, label=label).get(record_id)
         except NotFound:
             errors.append(FieldError(("body", field), f"no {label} with id {record_id}"))
+            continue
+        if (survivor := merged_into(found[field])) is not None:
+            errors.append(FieldError(("body", field), f"the {label} was merged into {survivor}: link to that id"))
     if errors:
         raise ValidationFailed(errors)
     return found
+
+
+def merged_into(record: Any) -> uuid.UUID | None:
+    """The survivor of a merged contact or company. Nothing may be linked to the merged record
+    any more: it would stay with the archived record, out of the survivor's sight."""
+    survivor: uuid.UUID | None = getattr(record, "merged_into_id", None)
+    return survivor
 
 
 async def initial_owner(
@@ -454,6 +464,8 @@ async def restore(
         raise Conflict(f"The {kind.label} is not archived")
     if getattr(record, "erased_at", None) is not None:
         raise Conflict(f"The {kind.label}'s data was erased; it stays archived")
+    if (survivor := merged_into(record)) is not None:
+        raise Conflict(f"The {kind.label} was merged into {survivor}; it stays archived")
     archived_at = record.archived_at
     record.archived_at = None
     await session.flush()

@@ -27,7 +27,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.core import audit, jobs
 from app.core.db import any_of, for_bulk_work, lock_for_transaction
 from app.core.enums import AuditAction, LifecycleStage, ScoringRuleKind
-from app.core.errors import FieldError, ValidationFailed
+from app.core.errors import Conflict, FieldError, ValidationFailed
 from app.core.pagination import Keyset, Page, SortKey, ValueKind
 from app.core.principal import Principal
 from app.core.repository import TenantRepository
@@ -386,6 +386,8 @@ async def record_activity(
 ) -> ContactActivity:
     """An activity of a contact the caller may see, and the contact's new score."""
     contact = await contacts.CONTACTS.repository(session, principal).get(contact_id)
+    if contact.merged_into_id is not None:
+        raise Conflict(f"The contact was merged into {contact.merged_into_id}: record the activity there")
     now = utcnow()
     if data.occurred_at is not None and data.occurred_at > now:
         raise ValidationFailed(FieldError(("body", "occurred_at"), "is in the future"))
