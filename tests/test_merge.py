@@ -193,3 +193,41 @@ async def test_a_merged_record_takes_no_new_links_and_is_not_restored(
         "/api/v1/tasks", headers=tenant.headers, json={"title": "回访", "contact_id": person["id"]}
     )
     assert tasks.status_code == 201
+
+
+async def test_an_upsert_keyed_on_a_merged_records_value_updates_its_survivor(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    survivor = await _post(client, tenant, "contacts", {"first_name": "伟", "email": "wei@example.cn"})
+    same_email = await _post(client, tenant, "contacts", {"first_name": "Wei", "email": "wei@example.cn"})
+    own_email = await _post(client, tenant, "contacts", {"first_name": "W.", "email": "w.zhang@example.cn"})
+    company = await _post(client, tenant, "companies", {"name": "天元", "domain": "tianyuan.cn"})
+    twin_company = await _post(client, tenant, "companies", {"name": "天元贸易", "domain": "tianyuan.cn"})
+    for path, kept, merged in (
+        ("contacts", survivor, [same_email["id"], own_email["id"]]),
+        ("companies", company, [twin_company["id"]]),
+    ):
+        reply = await client.post(
+            f"/api/v1/{path}/{kept['id']}/merge", headers=tenant.headers, json={"merge_ids": merged}
+        )
+        assert reply.status_code == 200, reply.text
+
+    contacts = await client.post(
+        "/api/v1/contacts/batch",
+        headers=tenant.headers,
+        json={"mode": "upsert", "records": [
+            {"email": "wei@example.cn", "title": "经理"},
+            {"email": "w.zhang@example.cn", "city": "上海"},
+        ]},
+    )  # fmt: skip
+    assert contacts.status_code == 200, contacts.text
+    assert [(r["status"], r["id"]) for r in contacts.json()["results"]] == [
+        ("updated", survivor["id"]),
+        ("updated", survivor["id"]),
+    ]
+    companies = await client.post(
+        "/api/v1/companies/batch",
+        headers=tenant.headers,
+        json={"mode": "upsert", "records": [{"domain": "tianyuan.cn", "industry": "零售"}]},
+    )
+    assert [(r["status"], r["id"]) for r in companies.json()["results"]] == [("updated", company["id"])]

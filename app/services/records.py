@@ -548,7 +548,9 @@ def field_errors(result: BatchResult) -> list[FieldError]:
 async def _matches(
     session: AsyncSession, principal: Principal, kind: RecordType[M], key: str, values: set[Any]
 ) -> dict[Any, list[Any]]:
-    """Records of the organisation (visible or not) holding each value of `key`, locked for the update."""
+    """Records of the organisation (visible or not) holding each value of `key`, locked for the
+    update. A merged record stands for its survivor (a merge repoints every merged record to the
+    last survivor, so one step reaches it): the key still names the person or company it was."""
     if not values:
         return {}
     model: Any = kind.model
@@ -559,9 +561,23 @@ async def _matches(
         .order_by(model.id)
         .with_for_update()
     )
+    holders = [(getattr(record, key), record) for record in rows.scalars()]
+    survivor_ids = {survivor for _, record in holders if (survivor := merged_into(record)) is not None}
+    survivors: dict[uuid.UUID, Any] = {}
+    if survivor_ids:
+        survivor_rows = await session.execute(
+            select(model)
+            .where(model.organization_id == principal.organization_id, any_of(model.id, survivor_ids))
+            .with_for_update()
+        )
+        survivors = {record.id: record for record in survivor_rows.scalars()}
     found: dict[Any, list[Any]] = {}
-    for record in rows.scalars():
-        found.setdefault(getattr(record, key), []).append(record)
+    for value, record in holders:
+        survivor = merged_into(record)
+        standing_for = survivors.get(survivor, record) if survivor is not None else record
+        same = found.setdefault(value, [])
+        if all(other.id != standing_for.id for other in same):
+            same.append(standing_for)
     return found
 
 
