@@ -204,3 +204,27 @@ async def test_a_nul_character_fails_its_own_record_only(client: httpx.AsyncClie
         single = await client.post(f"/api/v1/{path}", headers=tenant.headers, json=body)
         assert single.status_code == 422, single.text
         assert single.headers["content-type"] == PROBLEM
+
+
+async def test_a_record_sharing_any_key_with_an_earlier_one_is_the_same_record(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """One record keyed by external_id and a later one by the same e-mail name the same person."""
+    response = await _batch(
+        client,
+        tenant,
+        "contacts",
+        "upsert",
+        [
+            {"external_id": "XK-1", "email": "cross@example.cn", "first_name": "伟"},
+            {"email": "cross@example.cn", "title": "经理"},
+            {"external_id": "XK-2", "email": "other@example.cn"},
+        ],
+    )
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["created", "failed", "created"]
+    assert results[1]["problem"]["errors"] == [
+        {"loc": ["body", "records", 1, "email"], "msg": "record 0 has the same value"}
+    ]
+    listed = await client.get("/api/v1/contacts", headers=tenant.headers, params={"email": "cross@example.cn"})
+    assert len(listed.json()["items"]) == 1

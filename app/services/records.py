@@ -634,24 +634,27 @@ async def plan_batch(
     key_of: dict[int, tuple[str, Any]] = {}
     first_with: dict[tuple[str, Any], int] = {}
     for index, fields in changes.items():
-        key = next(((name, fields[name]) for name in keys if fields.get(name) is not None), None)
-        if key is None:
+        # Matched by its first key; an earlier record holding any of its keys is the same one
+        # (keyed by external_id there and by e-mail here, they would otherwise both be created).
+        present = [(name, fields[name]) for name in keys if fields.get(name) is not None]
+        if not present:
             if mode == "upsert" and keyless == "fail":
                 results[index] = failed_result(
                     index, ValidationFailed(FieldError(("body",), f"an upsert needs one of {', '.join(keys)}"))
                 )
             continue
-        if key in first_with:
-            earlier = item_names[first_with[key]] if item_names else f"record {first_with[key]}"
+        if (repeated := next((held for held in present if held in first_with), None)) is not None:
+            earlier = item_names[first_with[repeated]] if item_names else f"record {first_with[repeated]}"
             if mode == "skip_duplicates":
-                results[index] = _skipped(index, f"{earlier} has the same {key[0]}")
+                results[index] = _skipped(index, f"{earlier} has the same {repeated[0]}")
             else:
                 results[index] = failed_result(
-                    index, ValidationFailed(FieldError(("body", key[0]), f"{earlier} has the same value"))
+                    index, ValidationFailed(FieldError(("body", repeated[0]), f"{earlier} has the same value"))
                 )
             continue
-        first_with[key] = index
-        key_of[index] = key
+        for held in present:
+            first_with[held] = index
+        key_of[index] = present[0]
     found: dict[str, dict[Any, list[Any]]] = {}
     for name in keys:
         values = {value for key_name, value in key_of.values() if key_name == name}
