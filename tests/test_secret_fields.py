@@ -113,3 +113,29 @@ async def test_keys_rotate(
     assert (await client.get(f"/api/v1/contacts/{cid}", headers=tenant.headers)).json()["custom_fields"][
         "id_number"
     ] == "X1"
+
+
+async def test_a_value_sealed_under_a_retired_key_is_left_out_not_a_failed_read(
+    client: httpx.AsyncClient, tenant: Tenant, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = f"old:{base64.b64encode(os.urandom(32)).decode()}"
+    monkeypatch.setattr(settings, "secret_field_keys", type(settings.secret_key)(old))
+    cid = await _secret_contact(client, tenant)
+    for retired_ring in (
+        f"new:{base64.b64encode(os.urandom(32)).decode()}",  # the old key is gone
+        f"old:{base64.b64encode(os.urandom(32)).decode()}",  # its id now names another key
+    ):
+        monkeypatch.setattr(settings, "secret_field_keys", type(settings.secret_key)(retired_ring))
+        read = await client.get(f"/api/v1/contacts/{cid}", headers=tenant.headers)
+        assert read.status_code == 200, read.text
+        assert "id_number" not in read.json()["custom_fields"] and read.json()["first_name"] == "伟"
+
+
+async def test_personal_data_holds_the_secret_fields_for_an_admin(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    cid = await _secret_contact(client, tenant)
+    held = await client.get(f"/api/v1/contacts/{cid}/personal-data", headers=tenant.headers)
+    assert held.status_code == 200, held.text
+    assert held.json()["contact"]["custom_fields"]["id_number"] == ID_NUMBER
+    trail = await client.get("/api/v1/audit-log", headers=tenant.headers, params={"entity_id": cid})
+    reads = [entry for entry in trail.json()["items"] if entry["action"] == "read"]
+    assert [list(entry["changes"]) for entry in reads] == [["custom_fields.id_number"]]

@@ -10,6 +10,7 @@ import base64
 import os
 from functools import lru_cache
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -67,12 +68,19 @@ def seal_field(plaintext: str, *, server_secret: str, configured_keys: str | Non
     return {SEALED_MARK: base64.b64encode(nonce + sealed).decode(), "key": key_id}
 
 
+class UnreadableSecret(ValueError):
+    """A sealed field value that the configured keys cannot open."""
+
+
 def unseal_field(value: dict[str, str], *, server_secret: str, configured_keys: str | None) -> str:
     """Opens a value sealed under any key of the ring, so keys can rotate: put the new key first,
     and values sealed under the old one stay readable while it is listed."""
     ring = dict(_field_keys(server_secret, configured_keys))
     cipher = ring.get(value.get("key", ""))
     if cipher is None:
-        raise ValueError(f"the key {value.get('key')!r} that sealed this value is not configured")
+        raise UnreadableSecret(f"the key {value.get('key')!r} that sealed this value is not configured")
     raw = base64.b64decode(value[SEALED_MARK])
-    return cipher.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], FIELD_PURPOSE.encode()).decode()
+    try:
+        return cipher.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], FIELD_PURPOSE.encode()).decode()
+    except InvalidTag as error:
+        raise UnreadableSecret(f"the key {value.get('key')!r} does not open this value") from error

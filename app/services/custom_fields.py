@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
+import structlog
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +28,8 @@ from app.models.contact import Contact
 from app.models.custom_field import CustomFieldDefinition
 from app.schemas.custom_field import CHOICE_TYPES, CustomFieldCreate, CustomFieldUpdate, options_problem
 from app.services.filters import FieldSpec, FieldType, custom_field_spec
+
+log = structlog.get_logger(__name__)
 
 MAX_TEXT_VALUE = 2000
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -292,17 +295,24 @@ def reveal_secrets(
     session: AsyncSession, principal: Principal, *, entity_type: str, record_id: uuid.UUID, values: Mapping[str, Any]
 ) -> dict[str, str]:
     """The record's `secret` values in clear, for an owner or admin reading one record; each
-    read is audited (which keys, by whom), never the values. Others get nothing."""
+    read is audited (which keys, by whom), never the values. Others get nothing. A value sealed
+    under a key no longer configured is left out (and logged), not a failed read of the record."""
     sealed = {key: value for key, value in values.items() if secrets.is_sealed(value)}
     if not sealed or principal.role not in (Role.owner, Role.admin):
         return {}
     settings = get_settings()
-    revealed = {
-        key: secrets.unseal_field(
-            value, server_secret=settings.jwt_secret(), configured_keys=settings.secret_field_key_ring()
-        )
-        for key, value in sealed.items()
-    }
+    revealed = {}
+    for key, value in sealed.items():
+        try:
+            revealed[key] = secrets.unseal_field(
+                value, server_secret=settings.jwt_secret(), configured_keys=settings.secret_field_key_ring()
+            )
+        except secrets.UnreadableSecret as error:
+            log.error(
+                "secret_field_unreadable", entity_type=entity_type, record_id=str(record_id), key=key, reason=str(error)
+            )
+    if not revealed:
+        return {}
     audit.record(
         session,
         principal,

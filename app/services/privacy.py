@@ -34,7 +34,7 @@ from app.models.contact import Contact
 from app.models.event import Event
 from app.models.idempotency import IdempotencyRecord
 from app.schemas.contact import ContactRead
-from app.services import records
+from app.services import custom_fields, records
 from app.services.contacts import CONTACTS
 from app.services.personal_values import ERASED, PersonalValues, past_identities
 from app.services.privacy_references import CONTACT_REFERENCES, UNLINKED_TEXT, Person
@@ -139,8 +139,13 @@ async def personal_data(session: AsyncSession, principal: Principal, contact_id:
     contact = await CONTACTS.repository(session, principal).get(contact_id)
     merged = await session.scalars(_duplicates(session, principal, contact))
     person = Person(principal.organization_id, (contact.id, *(duplicate.id for duplicate in merged)))
+    shown = ContactRead.model_validate(contact)
+    # A subject access request holds the person's secret fields too, for those who may read them.
+    shown.custom_fields |= custom_fields.reveal_secrets(
+        session, principal, entity_type=CONTACTS.label, record_id=contact.id, values=contact.custom_fields
+    )
     held: dict[str, Any] = {
-        "contact": ContactRead.model_validate(contact).model_dump(mode="json"),
+        "contact": shown.model_dump(mode="json"),
         "audit": [
             {
                 "entity_id": str(entry.entity_id),
