@@ -464,3 +464,22 @@ async def test_audit_rows_are_written_with_the_change(
     assert entry.action == "create" and entry.request_id == "audit-check-1"
     assert entry.changes["first_name"] == {"before": None, "after": "a"}
     assert str(entry.organization_id) == tenant.organization_id
+
+
+async def test_a_consent_source_is_sent_with_the_consent(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    created = await client.post(
+        "/api/v1/contacts",
+        headers=tenant.headers,
+        json={"first_name": "伟", "email_opt_in": True, "email_opt_in_source": "web form"},
+    )
+    cid = created.json()["id"]
+    alone = await client.patch(f"/api/v1/contacts/{cid}", headers=tenant.headers, json={"email_opt_in_source": "x"})
+    assert alone.status_code == 422, alone.text
+    assert "send both" in alone.json()["detail"]
+    withdrawn = await client.patch(
+        f"/api/v1/contacts/{cid}",
+        headers=tenant.headers,
+        json={"email_opt_in": False, "email_opt_in_source": "unsubscribe link"},
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert (withdrawn.json()["email_opt_in"], withdrawn.json()["email_opt_in_source"]) == (False, "unsubscribe link")

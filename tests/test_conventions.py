@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -37,7 +38,18 @@ async def test_body_over_the_limit_is_413(client: httpx.AsyncClient, tenant: Ten
     response = await client.post(
         "/api/v1/contacts", headers={**tenant.headers, "Content-Type": "application/json"}, content=huge
     )
-    assert_problem(response, 413)
+    problem = assert_problem(response, 413)
+    assert problem["type"].endswith("payload-too-large") and problem["limit"] == settings.max_request_body_bytes
+    assert problem["instance"] == "/api/v1/contacts"
+
+    async def streamed() -> AsyncIterator[bytes]:  # no Content-Length: counted as it arrives
+        yield huge
+
+    response = await client.post(
+        "/api/v1/contacts", headers={**tenant.headers, "Content-Type": "application/json"}, content=streamed()
+    )
+    problem = assert_problem(response, 413)
+    assert problem["type"].endswith("payload-too-large") and problem["limit"] == settings.max_request_body_bytes
 
 
 async def test_unexpected_errors_are_a_500_problem_without_a_trace(settings: Settings) -> None:

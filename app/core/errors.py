@@ -72,7 +72,7 @@ class PreconditionFailed(DomainError):
 
 class TooLarge(DomainError):
     status_code = 413
-    slug = "too-large"
+    slug = "payload-too-large"
     title = "Content too large"
 
     def __init__(self, detail: str, *, limit: int) -> None:

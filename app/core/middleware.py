@@ -6,14 +6,13 @@ import re
 import time
 from typing import Any
 
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.context import request_id_var
 from app.core.ids import new_id
 from app.core.logging import get_logger
 from app.core.metrics import observe_request
-from app.core.problems import problem_response
+from app.core.problems import BodyTooLarge, problem_response
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 RATE_LIMIT_STATE_KEY = "rate_limit"
@@ -69,14 +68,19 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise HTTPException(413, _too_large(limit))
+                    raise BodyTooLarge(limit)
             return message
 
         try:
             if _declares_more_than(scope, limit):
-                await problem_response(None, status=413, slug="payload-too-large", detail=_too_large(limit))(
-                    scope, receive, send_with_headers
-                )
+                refused = BodyTooLarge(limit)
+                await problem_response(
+                    None,
+                    status=refused.status_code,
+                    slug="payload-too-large",
+                    detail=refused.detail,
+                    extensions={"instance": scope["path"], "limit": limit},
+                )(scope, receive, send_with_headers)
             else:
                 await self.app(scope, receive_within_limit, send_with_headers)
         except Exception:
@@ -106,7 +110,3 @@ def _declares_more_than(scope: Scope, limit: int) -> bool:
         if name == b"content-length":
             return value.isdigit() and int(value) > limit
     return False
-
-
-def _too_large(limit: int) -> str:
-    return f"The request body is larger than {limit} bytes"

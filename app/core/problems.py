@@ -117,6 +117,15 @@ def _allowed_methods(request: Request) -> set[str]:
     return methods
 
 
+class BodyTooLarge(HTTPException):
+    """A request body found over its limit while it is read: an HTTPException, which FastAPI's
+    body parsing lets through (any other error there becomes a 400)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body is larger than {limit} bytes")
+        self.limit = limit
+
+
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else None
@@ -133,6 +142,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
         slug=_HTTP_SLUGS.get(exc.status_code, "http-error"),
         detail=detail,
         headers=headers,
+        extensions={"limit": exc.limit} if isinstance(exc, BodyTooLarge) else None,
     )
 
 

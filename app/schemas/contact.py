@@ -139,9 +139,18 @@ class ContactUpdate(PatchSchema):
         description="Merged into the stored values; a key set to null is removed",
     )
     email_opt_in: bool | None = None
-    email_opt_in_source: Text100 = None
+    email_opt_in_source: Text100 = Field(
+        default=None, description="Recorded with a change of `email_opt_in`, and only sent with it"
+    )
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"title": "销售总监", "lifecycle_stage": "customer"}]})
+
+    @model_validator(mode="after")
+    def _consent_source_with_consent(self) -> ContactUpdate:
+        # The source belongs to the consent given or withdrawn: alone it would change nothing.
+        if "email_opt_in_source" in self.model_fields_set and "email_opt_in" not in self.model_fields_set:
+            raise ValueError("email_opt_in_source is recorded with a change of email_opt_in: send both")
+        return self
 
 
 class LabelledEmailRead(BaseModel):

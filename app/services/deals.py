@@ -138,7 +138,7 @@ async def _contact_links(
             Contact.organization_id == principal.organization_id, Contact.id.in_(ids)
         )
     )
-    merged_into = {contact_id: survivor for contact_id, survivor in rows}
+    merged_into = dict(rows.all())
     for index, contact_id in enumerate(ids):
         if contact_id not in merged_into:
             reason = f"no contact with id {contact_id}"
