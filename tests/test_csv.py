@@ -8,7 +8,7 @@ import io
 import httpx
 import pytest
 
-from app.core.csv_export import safe_cell
+from app.core.csv_export import render, safe_cell
 from app.core.settings import Settings
 from tests.helpers import PROBLEM, Tenant, add_user
 
@@ -38,6 +38,10 @@ def _rows(response: httpx.Response) -> list[dict[str, str]]:
 )
 def test_cells_are_safe_for_spreadsheets(value: object, cell: str) -> None:
     assert safe_cell(value) == cell
+
+
+def test_header_cells_are_escaped_too() -> None:
+    assert render([{"=x": "1"}], ["=x"]).decode("utf-8-sig").splitlines() == ["'=x", "1"]
 
 
 async def test_a_list_answers_every_match_as_csv(client: httpx.AsyncClient, tenant: Tenant) -> None:
@@ -77,6 +81,33 @@ async def test_a_list_answers_every_match_as_csv(client: httpx.AsyncClient, tena
     assert [r["first_name"] for r in searched] == ["外"]
     json_wins = await client.get("/api/v1/contacts", headers={**tenant.headers, "Accept": "application/json, text/csv"})
     assert json_wins.headers["content-type"] == "application/json"
+
+
+async def test_unknown_columns_are_a_422_naming_them(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    await client.post(
+        "/api/v1/custom-fields",
+        headers=tenant.headers,
+        json={"entity": "contact", "key": "level", "label": "Level", "type": "text"},
+    )
+    await client.post("/api/v1/contacts", headers=tenant.headers, json={"first_name": "伟", "title": "经理"})
+    for reply in (
+        await client.get("/api/v1/contacts", headers={**tenant.headers, **CSV}, params={"columns": "title,=x, nope"}),
+        await client.post(
+            "/api/v1/contacts/search", headers={**tenant.headers, **CSV}, params={"columns": "title,=x,nope"}, json={}
+        ),
+    ):
+        assert reply.status_code == 422 and reply.headers["content-type"] == PROBLEM
+        [error] = reply.json()["errors"]
+        assert error["loc"] == ["query", "columns"] and error["msg"] == "unknown columns: '=x', 'nope'"
+    companies = await client.get(
+        "/api/v1/companies", headers={**tenant.headers, **CSV}, params={"columns": "name,title"}
+    )
+    assert companies.status_code == 422 and "'title'" in companies.json()["errors"][0]["msg"]
+    # A custom field no contact has a value for yet is a column all the same.
+    chosen = await client.get(
+        "/api/v1/contacts", headers={**tenant.headers, **CSV}, params={"columns": "title,custom_fields.level"}
+    )
+    assert _rows(chosen) == [{"title": "经理", "custom_fields.level": ""}]
 
 
 async def test_companies_too_and_an_empty_set_has_its_header(client: httpx.AsyncClient, tenant: Tenant) -> None:

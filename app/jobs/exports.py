@@ -1,4 +1,4 @@
-"""Export jobs: write one export's file; a sweep re-runs lost ones and deletes expired files."""
+"""Export jobs: write one export's file; a sweep re-runs lost ones (gives up old ones) and deletes expired files."""
 
 from __future__ import annotations
 

@@ -289,10 +289,15 @@ def csv_reply(items: Iterable[BaseModel], *, schema: type[BaseModel], columns: s
     rows = [csv_export.flatten(item.model_dump(mode="json")) for item in items]
     if columns:
         chosen = [c.strip() for c in columns.split(",") if c.strip()]
+        # The organisation's custom field definitions are not at hand here: any well-formed
+        # `custom_fields.<key>` passes, a key no field has gives an empty column.
+        csv_export.check_columns(
+            chosen, csv_export.record_columns(schema, ()), loc=("query", "columns"), any_custom_key=True
+        )
     else:
-        fields = [*schema.model_fields, *schema.model_computed_fields]
-        custom = sorted({key for row in rows for key in row if key.startswith("custom_fields.")})
-        chosen = [f for f in fields if f != "custom_fields"] + custom
+        prefix = csv_export.CUSTOM_COLUMN_PREFIX
+        custom = {key.removeprefix(prefix) for row in rows for key in row if key.startswith(prefix)}
+        chosen = csv_export.record_columns(schema, custom)
     return Response(
         csv_export.render(rows, chosen),
         media_type="text/csv; charset=utf-8",

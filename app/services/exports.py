@@ -2,7 +2,8 @@
 
 The file is written next to the data (`<data_dir>/exports/`), so the API process that serves
 the download must share that directory with the worker (one machine, or a shared volume). Cells
-are escaped against formula injection and `secret` custom fields are never written.
+are kept from running as formulas (CSV: a leading `'`; XLSX: every cell is a string cell) and
+`secret` custom fields are never written.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
+import structlog
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell, WriteOnlyCell
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,7 +33,10 @@ from app.schemas.export import ExportCreate
 from app.services import auth, filters, records
 from app.services.companies import COMPANIES
 from app.services.contacts import CONTACTS
+from app.services.custom_fields import definitions_for
 from app.services.records import FindQuery, RecordType
+
+log = structlog.get_logger(__name__)
 
 RUN_EXPORT: Final = "run_export"
 _KINDS: Final[dict[str, tuple[RecordType[Any], Scope]]] = {
@@ -38,6 +45,10 @@ _KINDS: Final[dict[str, tuple[RecordType[Any], Scope]]] = {
 }
 # A running export not finished after this is taken to have lost its worker, and runs again.
 _STALE_AFTER: Final = timedelta(minutes=15)
+# A lost export older than this fails instead: one that stops its worker every time (too large
+# for the job's timeout or memory) is given up after about four runs, not run forever. An age
+# rather than a count of runs, which the exports table does not keep.
+_GIVE_UP_AFTER: Final = 4 * _STALE_AFTER
 
 
 def export_path(settings: Settings, export: Export) -> Path:
@@ -54,6 +65,10 @@ async def create_export(session: AsyncSession, principal: Principal, *, data: Ex
     if data.filter is not None:
         registry = await records.field_registry(session, principal, kind)
         filters.parse(data.filter, registry, loc=("body", "filter"))  # refused now, not in the job
+    if data.columns is not None:
+        definitions = await definitions_for(session, principal.organization_id, kind.custom_entity)
+        known = csv_export.record_columns(kind.read_schema, definitions)
+        csv_export.check_columns(data.columns, known, loc=("body", "columns"))
     export = Export(
         organization_id=principal.organization_id,
         entity=data.entity,
@@ -109,6 +124,12 @@ async def run_export(
     except DomainError as error:
         await _finish(sessions, export, status="failed", error=error.detail[:500])
         return "failed"
+    except Exception as error:
+        # Left running, the export would be run again by every sweep and fail the same way.
+        log.exception("export_failed", organization_id=str(organization_id), export_id=str(export_id))
+        reason = f"The export stopped on an unexpected error ({type(error).__name__}); ask for it again"
+        await _finish(sessions, export, status="failed", error=reason)
+        return "failed"
     await _finish(
         sessions,
         export,
@@ -123,22 +144,33 @@ async def _write(path: Path, file_format: str, columns: list[str], rows: Any) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(path.suffix + ".partial")
     written = 0
-    if file_format == "csv":
-        with partial.open("w", encoding="utf-8", newline="") as file:
-            file.write(csv_export.header(columns))
+    try:
+        if file_format == "csv":
+            with partial.open("w", encoding="utf-8", newline="") as file:
+                file.write(csv_export.header(columns))
+                async for row in rows:
+                    file.write(csv_export.line(row.get(column) for column in columns))
+                    written += 1
+        else:
+            workbook = Workbook(write_only=True)
+            sheet = workbook.create_sheet()
+            sheet.append([_xlsx_cell(sheet, column) for column in columns])
             async for row in rows:
-                file.write(csv_export.line(row.get(column) for column in columns))
+                sheet.append([_xlsx_cell(sheet, row.get(column)) for column in columns])
                 written += 1
-    else:
-        workbook = Workbook(write_only=True)
-        sheet = workbook.create_sheet()
-        sheet.append(columns)
-        async for row in rows:
-            sheet.append([csv_export.safe_cell(row.get(column)) for column in columns])
-            written += 1
-        workbook.save(partial)
-    os.replace(partial, path)  # a download never sees half a file
+            workbook.save(partial)
+        os.replace(partial, path)  # a download never sees half a file
+    finally:
+        partial.unlink(missing_ok=True)
     return written
+
+
+def _xlsx_cell(sheet: WriteOnlyWorksheet, value: Any) -> Cell:
+    """A string cell, which Excel shows as it is and never runs as a formula: no `'` needed, so
+    `+8613800138000` stays itself. Control characters XLSX cannot hold become U+FFFD."""
+    cell = WriteOnlyCell(sheet, ILLEGAL_CHARACTERS_RE.sub("\ufffd", csv_export.cell_text(value)))
+    cell.data_type = "s"
+    return cell
 
 
 async def _finish(sessions: async_sessionmaker[AsyncSession], export: Export, **values: Any) -> None:
@@ -152,9 +184,24 @@ async def _finish(sessions: async_sessionmaker[AsyncSession], export: Export, **
 
 async def sweep(sessions: async_sessionmaker[AsyncSession]) -> list[tuple[uuid.UUID, uuid.UUID]]:
     """Exports whose job was lost (never enqueued, or its worker died) are pending again and
-    returned to run; expired files are deleted."""
+    returned to run, unless they are older than `_GIVE_UP_AFTER` (then they fail); expired files
+    are deleted."""
     settings = get_settings()
+    now = utcnow()
     async with sessions() as session, session.begin():
+        await session.execute(
+            update(Export)
+            .where(
+                Export.status == "running",
+                Export.started_at < now - _STALE_AFTER,
+                Export.created_at < now - _GIVE_UP_AFTER,
+            )
+            .values(
+                status="failed",
+                finished_at=now,
+                error="The export's worker kept stopping before it finished; ask for a smaller export",
+            )
+        )
         waiting = await jobs.lost(session, Export, stale_after=_STALE_AFTER)
         expired = (
             await session.execute(select(Export).where(Export.status == "done", Export.expires_at < utcnow()))
