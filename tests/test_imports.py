@@ -5,18 +5,22 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+import zipfile
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import structlog
 from openpyxl import Workbook
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit
 from app.core.settings import Settings
+from app.jobs import imports as import_jobs
 from app.models.audit import AuditEntry
 from app.models.contact import Contact
 from app.models.data_import import DataImport, ImportIssue
@@ -528,3 +532,125 @@ async def test_the_errors_csv_masks_cells_of_secret_fields(
     assert [cells[2] for cells in kept] == ["***"]
     again = await _import(client, tenant, app, "first_name,id_number\n娜,***\n".encode())
     assert again["created"] == 1  # the mask is skipped, not stored as the value
+    unreadable = await _import(client, tenant, app, b"first_name,id_number\nnul\x00byte,310101199303033456\n")
+    [failed] = await _errors(client, tenant, unreadable["id"])
+    assert failed["first_name"] == "nul\ufffdbyte" and failed["id_number"] == "***"
+
+
+async def test_an_over_long_quoted_cell_fails_its_row_and_none_of_its_contents_becomes_a_row(
+    client: httpx.AsyncClient, tenant: Tenant, app: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "imports_max_cell_chars", 100)
+    cell = "x" * 150 + "\nPhantom,phantom@example.com\n"
+    content = f'name,email\nLong,"{cell}"\nReal,real@example.com\n'.encode()
+    result = await _import(client, tenant, app, content)
+    assert (result["total"], result["processed"], result["created"], result["failed"]) == (2, 2, 1, 1)
+    [error] = await _errors(client, tenant, result["id"])
+    assert error["row"] == "2" and error["reason"].startswith("A cell is longer than the limit of 100 characters")
+    assert [contact["email"] for contact in await _contacts(client, tenant)] == ["real@example.com"]
+
+
+async def test_a_stray_quote_fails_its_row_naming_the_lines_it_swallowed(
+    client: httpx.AsyncClient, tenant: Tenant, app: Any
+) -> None:
+    lines = [f"Name{index},n{index}@a.cn,t" for index in range(3000)]
+    lines[1] = 'Stray,"Quote,sq0@a.cn,t'
+    content = ("name,email,tags\n" + "\n".join(lines) + "\n").encode()
+    result = await _import(client, tenant, app, content)
+    assert (result["total"], result["processed"], result["created"], result["failed"]) == (2, 2, 1, 1)
+    [error] = await _errors(client, tenant, result["id"])
+    assert error["row"] == "3" and "a quoted cell runs from line 3 to line 3001" in error["reason"]
+    assert "the rows after it were not imported" in error["reason"]
+    assert [contact["email"] for contact in await _contacts(client, tenant)] == ["n0@a.cn"]
+
+
+async def test_a_nul_character_fails_its_row_alone_and_the_errors_csv_shows_its_cells(
+    client: httpx.AsyncClient, tenant: Tenant, app: Any
+) -> None:
+    """PostgreSQL text cannot hold U+0000: the row fails in the reader, and the cells kept for the
+    errors CSV show U+FFFD in its place."""
+    content = b"name,email\nGood,good@example.com\nNul,n\x00ul@example.com\nAfter,after@example.com\n"
+    result = await _import(client, tenant, app, content)
+    assert (result["created"], result["failed"]) == (2, 1)
+    [error] = await _errors(client, tenant, result["id"])
+    assert error["row"] == "3" and "NUL character (U+0000" in error["reason"]
+    assert (error["name"], error["email"]) == ("Nul", "n\ufffdul@example.com")
+
+
+def _workbook_with_sheet(change: Callable[[bytes], bytes | None]) -> bytes:
+    """An XLSX file of 2,000 contacts whose first sheet's XML is changed (None: left out)."""
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["email", "name"])
+    for index in range(2000):
+        sheet.append([f"p{index}@example.com", f"Person {index}"])
+    whole = io.BytesIO()
+    workbook.save(whole)
+    damaged = io.BytesIO()
+    with zipfile.ZipFile(whole) as source, zipfile.ZipFile(damaged, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            content: bytes | None = source.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                content = change(source.read(item.filename))
+            if content is not None:
+                target.writestr(item, content)
+    return damaged.getvalue()
+
+
+async def test_a_damaged_xlsx_file_is_refused_or_fails_its_import(
+    client: httpx.AsyncClient, tenant: Tenant, app: Any
+) -> None:
+    """Damage the upload reads into (a sheet cut off in its first rows, no sheet at all) is a 422;
+    damage further on fails the import with the same message instead of leaving it running."""
+    cut_early = _workbook_with_sheet(lambda xml: xml[: xml.index(b"<sheetData>") + 15])
+    no_sheet = _workbook_with_sheet(lambda xml: None)
+    for content in (cut_early, no_sheet):
+        refused = await _upload(client, tenant, content, name="people.xlsx")
+        assert refused.status_code == 422, refused.text
+        assert refused.headers["content-type"] == PROBLEM
+        assert "Not a readable XLSX file: " in refused.json()["detail"]
+    cut_late = _workbook_with_sheet(lambda xml: xml[: len(xml) // 2])
+    created = await _upload(client, tenant, cut_late, name="people.xlsx")
+    assert created.status_code == 202, created.text
+    import_id = created.json()["id"]
+    ran = await imports.run_import(app.state.session_factory, uuid.UUID(tenant.organization_id), uuid.UUID(import_id))
+    assert ran == "failed"
+    result = (await client.get(f"/api/v1/imports/{import_id}", headers=tenant.headers)).json()
+    assert result["status"] == "failed" and result["error"].startswith("Not a readable XLSX file: ")
+    assert await _contacts(client, tenant) == []
+
+
+async def test_a_header_followed_by_blank_lines_has_no_rows(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    reply = await _upload(client, tenant, b"name,email\n\n\r\n")
+    assert reply.status_code == 422, reply.text
+    assert "The file has a header but no rows" in reply.json()["detail"]
+
+
+async def test_the_sweep_runs_every_lost_import_though_one_of_them_breaks(
+    client: httpx.AsyncClient, tenant: Tenant, app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    organization_id = uuid.UUID(tenant.organization_id)
+    lost = []
+    for email in (b"a@example.com", b"b@example.com"):
+        created = await _upload(client, tenant, b"email\n" + email + b"\n")
+        lost.append((organization_id, uuid.UUID(created.json()["id"])))
+    broken = lost[0][1]
+    run_import = imports.run_import
+
+    async def sweep(sessions: Any) -> list[tuple[uuid.UUID, uuid.UUID]]:
+        return lost
+
+    async def breaks_on_the_first(sessions: Any, organization_id: uuid.UUID, import_id: uuid.UUID) -> str:
+        if import_id == broken:
+            raise RuntimeError("a row that breaks the job")
+        return await run_import(sessions, organization_id, import_id)
+
+    monkeypatch.setattr(imports, "sweep", sweep)
+    monkeypatch.setattr(imports, "run_import", breaks_on_the_first)
+    log = structlog.testing.CapturingLogger()
+    monkeypatch.setattr(import_jobs, "log", log)
+    assert await import_jobs.sweep_imports({"sessions": app.state.session_factory}) == 2
+    assert [contact["email"] for contact in await _contacts(client, tenant)] == ["b@example.com"]
+    [call] = log.calls
+    assert (call.method_name, call.args, call.kwargs["import_id"]) == ("exception", ("import_run_failed",), str(broken))

@@ -270,7 +270,10 @@ CSV_REPLY: dict[int | str, dict[str, Any]] = {
 }
 ColumnsDep = Annotated[
     str | None,
-    Query(max_length=2000, description="CSV only: the columns, comma-separated (`custom_fields.<key>` too)"),
+    Query(
+        max_length=2000,
+        description="CSV only: the columns, comma-separated (`custom_fields.<key>` too); an unknown name is a 422",
+    ),
 ]
 
 

@@ -18,7 +18,10 @@ class ExportCreate(InputSchema):
     q: str | None = Field(default=None, max_length=200, description="Substring search, as ?q=")
     archived: bool = False
     columns: list[str] | None = Field(
-        default=None, min_length=1, max_length=200, description="The columns, in order; every field when omitted"
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The columns, in order (a name that is no field of the record is a 422); all when omitted",
     )
 
 

@@ -87,7 +87,7 @@ class ChunkChecker:
         with normalize.noting_phone_forms() as phone_forms:
             for row in rows:
                 if row.error:
-                    checked.append(CheckedRow(row, reason=row.error))
+                    checked.append(CheckedRow(self._converter.withheld(row), reason=row.error))
                 elif not row.cells:
                     checked.append(CheckedRow(row))
                 else:

@@ -382,12 +382,13 @@ class Converter:
     def withheld(self, row: Row) -> Row:
         """The row as an import keeps it for its errors CSV: the cells of columns mapped to secret
         custom fields masked (`***`, which an import skips), as every listing withholds them."""
-        if not any(row.cells[position] for position in self.secret_positions):
+        # A row the reader failed may have fewer cells than the header has columns.
+        held = [position for position in self.secret_positions if position < len(row.cells) and row.cells[position]]
+        if not held:
             return row
         cells = list(row.cells)
-        for position in self.secret_positions:
-            if cells[position]:
-                cells[position] = WITHHELD
+        for position in held:
+            cells[position] = WITHHELD
         return Row(row.number, cells, row.error)
 
     def convert(self, cells: Sequence[str]) -> RowValues:
@@ -523,12 +524,15 @@ _DATE_FORMATS: Final = (
     (re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})$"), "dmy"),
     (re.compile(r"^(\d{1,2})[/-](\d{1,2})[/-](\d{4})$"), "either"),
 )
+# Excel's serials run to 2958465 (9999-12-31), but one of more digits than this (past 99999,
+# 2173-10-13) in a date column is a YYYYMM month (202301) or an id, not a date.
+_EXCEL_SERIAL_DIGITS: Final = 5
 
 
 def parse_date(cell: str) -> date:
     """2023-01-15, 2023/1/15, 2023.1.15, 2023年1月15日, 20230115, 15.01.2023, 15/01/2023 (day
     first or month first when only one reading is a date), ISO date-times, and Excel serial
-    numbers (days since 1899-12-30, as a date cell copied as a number shows)."""
+    numbers of up to 5 digits (days since 1899-12-30, as a date cell copied as a number shows)."""
     text = unicodedata.normalize("NFKC", cell).strip()
     for pattern, order in _DATE_FORMATS:
         match = pattern.match(text)
@@ -545,9 +549,14 @@ def parse_date(cell: str) -> date:
         if readings:
             raise ValueError(f"{cell!r} is ambiguous (day/month or month/day); write it as YYYY-MM-DD")
         raise ValueError(f"{cell!r} is not a date")
-    if re.fullmatch(r"\d{1,6}(\.\d+)?", text):
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        if len(text.partition(".")[0]) > _EXCEL_SERIAL_DIGITS:
+            raise ValueError(
+                f"{cell!r} is not a date: a number is read as an Excel date only up to"
+                f" {_EXCEL_SERIAL_DIGITS} digits (use YYYY-MM-DD)"
+            )
         serial = float(text)
-        if 1 <= serial < 2958466:  # Excel's last date is 9999-12-31
+        if serial >= 1:
             return _EXCEL_EPOCH + timedelta(days=int(serial))
     try:
         return datetime.fromisoformat(text).date()

@@ -166,7 +166,12 @@ def _store(file: BinaryIO, path: Path, *, max_bytes: int) -> int:
 
 
 def _has_rows(table: Table) -> bool:
-    return next(table.rows(), None) is not None
+    """Whether a row under the header holds anything (blank lines are not rows). Damage met on
+    the way (an XLSX sheet cut off before its first row) refuses the upload too."""
+    try:
+        return any(row.cells or row.error for row in table.rows())
+    except TableError as error:
+        raise ValidationFailed(FieldError(("body", "file"), str(error))) from error
 
 
 def _open(path: Path, settings: Settings, file_format: FileFormat | None = None) -> Table:
@@ -335,7 +340,12 @@ async def _run(
     file_format = FileFormat(data_import.file_format, data_import.encoding, data_import.delimiter or ",")
     table = _open(path, settings, file_format)
     if data_import.total is None:
-        data_import.total = await asyncio.to_thread(table.count_rows)
+        try:
+            data_import.total = await asyncio.to_thread(table.count_rows)
+        except TableError as error:
+            # Damage past what the upload read (an XLSX cut off mid-sheet). Counting reads the
+            # whole file as the chunks will, so it is found here, before any row is written.
+            raise Conflict(str(error)) from error
         await _set(sessions, data_import, token, total=data_import.total, heartbeat_at=utcnow())
     kind, rules, scope = _KINDS[data_import.entity]
     chunk_rows = settings.imports_chunk_rows if rules is not None else min(settings.imports_chunk_rows, DEAL_CHUNK_ROWS)
