@@ -86,6 +86,24 @@ async def test_companies_pair_on_domain_and_name(
     assert (await _pairs(client, other_tenant, "companies"))["items"] == []
 
 
+async def test_company_names_pair_apart_from_punctuation_spacing_and_legal_form(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    names = ["Acme Co., Ltd.", "ACME Ltd", "Acmeco", "上海天元贸易有限公司", "上海天元贸易", "天元贸易"]
+    ids = {}
+    for name in names:
+        ids[name] = (await client.post("/api/v1/companies", headers=tenant.headers, json={"name": name})).json()["id"]
+    items = (await _pairs(client, tenant, "companies"))["items"]
+    found = {frozenset(p["ids"]): (p["reasons"], p["score"]) for p in items}
+    assert set(found) == {
+        frozenset([ids["Acme Co., Ltd."], ids["ACME Ltd"]]),
+        frozenset([ids["上海天元贸易有限公司"], ids["上海天元贸易"]]),
+    }
+    assert all(
+        reasons == ["same name but for punctuation or legal form"] and score == 0.5 for reasons, score in found.values()
+    )
+
+
 async def test_only_visible_records_pair(client: httpx.AsyncClient, tenant: Tenant) -> None:
     await client.patch("/api/v1/organization", headers=tenant.headers, json={"record_visibility": "own"})
     sales = await add_user(client, tenant, "sales")

@@ -11,6 +11,7 @@ reason has a weight; a pair's score combines them as independent evidence,
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
@@ -43,6 +44,14 @@ SAME_EMAIL: Final = 0.9
 SAME_PHONE: Final = 0.8
 SAME_DOMAIN: Final = 0.85
 SAME_NAME: Final = 0.6
+SIMILAR_COMPANY_NAME: Final = 0.5
+_NOT_WORD: Final = re.compile(r"[\W_]+")
+# Legal forms written after a company's name, which the same company's records may carry or leave
+# out (Latin ones as words of their own: `acmeco` keeps its `co`).
+_TRAILING_LEGAL_FORMS: Final = re.compile(
+    r"(?:股份有限公司|有限责任公司|有限公司|集团|公司"
+    r"|\s+(?:co|company|corp|corporation|inc|incorporated|llc|ltd|limited|gmbh|plc|ag|sa))+$"
+)
 # A name similarity (0–100) at or above this, at the same company, is a reason.
 NAME_SIMILARITY: Final = 85.0
 NAME_WEIGHT: Final = 0.7
@@ -168,14 +177,26 @@ async def company_pairs(session: AsyncSession, principal: Principal) -> list[Dup
         .where(Company.archived_at.is_(None))
         .with_only_columns(Company.id, Company.name)
     )
-    by_name: dict[str, list[uuid.UUID]] = defaultdict(list)
+    by_key: dict[str, list[tuple[uuid.UUID, str]]] = defaultdict(list)
     for company_id, name in rows:
-        by_name[text_search.normalize(name)].append(company_id)
-    for same in by_name.values():
-        for i, a in enumerate(same):
-            for b in same[i + 1 :]:
-                pairs.add(a, b, "same name", SAME_NAME)
+        normalised = text_search.normalize(name)
+        by_key[company_name_key(normalised)].append((company_id, normalised))
+    for same in by_key.values():
+        for i, (a, a_name) in enumerate(same):
+            for b, b_name in same[i + 1 :]:
+                if a_name == b_name:
+                    pairs.add(a, b, "same name", SAME_NAME)
+                else:
+                    pairs.add(a, b, "same name but for punctuation or legal form", SIMILAR_COMPANY_NAME)
     return _ranked(pairs)
+
+
+def company_name_key(normalised: str) -> str:
+    """A normalised company name without its punctuation, spaces and trailing legal form:
+    `Acme Co., Ltd.`, `ACME Ltd` and `acme` share `acme`, `天元贸易有限公司` and `天元贸易` share
+    `天元贸易`. A name that is nothing but a legal form keeps it."""
+    words = _NOT_WORD.sub(" ", normalised).strip()
+    return "".join((_TRAILING_LEGAL_FORMS.sub("", words) or words).split())
 
 
 def _rank_key(pair: DuplicatePair) -> tuple[float, uuid.UUID, uuid.UUID]:
