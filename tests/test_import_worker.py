@@ -37,6 +37,20 @@ async def _wait_for(
     raise AssertionError(f"not reached within {within} s: {state}")
 
 
+def _children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task").iterdir()
+    return [int(child) for task in tasks for child in (task / "children").read_text().split()]
+
+
+def _alive(pid: int) -> bool:
+    """Running, not ended (a zombie waits only for its new parent to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
 async def test_a_killed_worker_is_resumed_without_loss_or_double_writes(
     client: httpx.AsyncClient,
     tenant: Tenant,
@@ -59,8 +73,16 @@ async def test_a_killed_worker_is_resumed_without_loss_or_double_writes(
 
     worker = start_worker(**WORKER_ENV)
     state = await _wait_for(client, tenant, import_id, lambda s: s["processed"] >= 1500, within=120)
+    checking = _children(worker.pid)
+    assert checking, "the import's rows are checked in a second process"
     worker.kill()  # SIGKILL: no chance to finish the chunk in hand
     worker.wait()
+    # Its checking process, left without a parent, ends too rather than living on.
+    for _ in range(100):
+        if not any(_alive(pid) for pid in checking):
+            break
+        await asyncio.sleep(0.1)
+    assert not any(_alive(pid) for pid in checking)
     killed_at = await _state(client, tenant, import_id)
     assert killed_at["status"] == "running" and killed_at["processed"] < ROWS, killed_at
     organization_id = uuid.UUID(tenant.organization_id)

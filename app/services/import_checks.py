@@ -12,11 +12,14 @@ themselves cost half as much as checking them).
 
 from __future__ import annotations
 
+import os
 import pickle
+import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import islice
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
@@ -109,6 +112,8 @@ class ChunkChecker:
             return CheckedRow(row, values, reason=validation_reason(error))
 
 
+_PARENT_CHECK_SECONDS: Final = 1.0
+
 # The checker of the second process: one import's, given when the process starts (a checker
 # pickles as its file, mapping and position: the rows are read in that process).
 _process_checker: ChunkChecker | None = None
@@ -118,6 +123,16 @@ def use_checker(checker: ChunkChecker) -> None:
     global _process_checker
     _process_checker = checker
     collector.tune_for_bulk_work()
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Ends this process once the worker that started it is gone. A worker killed outright
+    (SIGKILL, the OOM killer) never shuts its pool down, and this process, blocked writing a
+    checked chunk to a pipe it holds both ends of, would otherwise live on, file and memory held."""
+    while os.getppid() == parent:
+        time.sleep(_PARENT_CHECK_SECONDS)
+    os._exit(1)
 
 
 def next_chunk_of_process() -> bytes:
