@@ -1,5 +1,6 @@
 """`core.db`'s bulk helpers: `new_record` and `insert_values` (how batches and imports build new
-rows cheaply) and `PlannerStatistics` (the planner's count of what an import writes)."""
+rows cheaply), `update_changed` (how they write matched records' changes) and `PlannerStatistics`
+(the planner's count of what an import writes)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import String, select, text
+from sqlalchemy import String, event, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
+from sqlalchemy.orm.exc import StaleDataError
 
-from app.core.db import PlannerStatistics, insert_values, new_record
+from app.core.db import PlannerStatistics, insert_values, new_record, update_changed
 from app.models.base import Base
 from app.models.contact import Contact
 from tests.helpers import Tenant
@@ -129,3 +131,68 @@ async def test_a_load_that_never_outgrew_the_count_leaves_the_statistics_alone(a
     await statistics.written(sessions, 0)
     await statistics.finished(sessions)
     assert (statistics.analyses, await _last_analysed(sessions)) == (0, before)
+
+
+async def _contacts(app: Any, tenant: Tenant, count: int) -> list[uuid.UUID]:
+    organization_id = uuid.UUID(tenant.organization_id)
+    contacts = [
+        new_record(Contact, organization_id=organization_id, first_name=f"人{i}", source="api") for i in range(count)
+    ]
+    async with app.state.session_factory() as session, session.begin():
+        session.add_all(contacts)
+    return [contact.id for contact in contacts]
+
+
+async def test_update_changed_writes_each_set_of_changed_columns_at_once_and_leaves_the_records_clean(
+    app: Any, tenant: Tenant
+) -> None:
+    ids = await _contacts(app, tenant, 3)
+    statements: list[str] = []
+    async with app.state.session_factory() as session, session.begin():
+        loaded = (await session.execute(select(Contact).where(Contact.id.in_(ids)).order_by(Contact.id))).scalars()
+        first, second, untouched = loaded
+        for contact in (first, second):
+            contact.title = "采购经理"
+            contact.tags = ["vip", "华东"]
+            contact.custom_fields = {"level": 3, "notes": {"a": [1, "二"]}}
+        second.email_opt_in = True
+        second.additional_emails = [{"email": "b@example.cn", "label": "work"}]
+        first.first_name = first.first_name  # set to what it was: no change
+
+        def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            statements.append(statement)
+
+        sync_engine = session.get_bind()
+        event.listen(sync_engine, "before_cursor_execute", count)
+        try:
+            written = await update_changed(session, [first, second, untouched, second])
+            assert statements and all("jsonb_to_recordset" in s for s in statements) and len(statements) == 2
+            assert not any(session.is_modified(c) for c in (first, second, untouched))
+            await session.flush()
+            assert len(statements) == 2  # nothing left for the ORM to write
+        finally:
+            event.remove(sync_engine, "before_cursor_execute", count)
+        assert written == [first, second]
+        assert (first.version, second.version, untouched.version) == (2, 2, 1)
+    async with app.state.session_factory() as session:
+        stored = {c.id: c for c in (await session.execute(select(Contact).where(Contact.id.in_(ids)))).scalars()}
+    for contact_id in ids[:2]:
+        assert stored[contact_id].title == "采购经理" and stored[contact_id].tags == ["vip", "华东"]
+        assert stored[contact_id].custom_fields == {"level": 3, "notes": {"a": [1, "二"]}}
+        assert stored[contact_id].version == 2 and stored[contact_id].updated_at > stored[ids[2]].updated_at
+    assert stored[ids[1]].email_opt_in is True
+    assert stored[ids[1]].additional_emails == [{"email": "b@example.cn", "label": "work"}]
+    assert stored[ids[2]].title is None and stored[ids[2]].version == 1
+
+
+async def test_update_changed_refuses_rows_changed_since_they_were_read(app: Any, tenant: Tenant) -> None:
+    [contact_id] = await _contacts(app, tenant, 1)
+    async with app.state.session_factory() as session:
+        contact = await session.get(Contact, (uuid.UUID(tenant.organization_id), contact_id))
+        assert contact is not None
+        async with app.state.session_factory() as other, other.begin():
+            await other.execute(text("UPDATE contacts SET version = version + 1 WHERE id = :id"), {"id": contact_id})
+        contact.title = "经理"
+        with pytest.raises(StaleDataError, match="1 of 1 rows changed since they were read"):
+            await update_changed(session, [contact])
+        await session.rollback()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Final, TypeVar
@@ -13,6 +13,7 @@ from typing import Any, Final, TypeVar
 import orjson
 from sqlalchemy import JSON, ColumnElement, Table, any_, bindparam, event, inspect, make_url, text
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -20,9 +21,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.util import await_only
 
+from app.core.jsonable import jsonable
 from app.core.settings import Settings
 
 R = TypeVar("R")
@@ -326,3 +330,75 @@ def copy_rows_in_orm_event(session: Session, model: type[Any], rows: Sequence[Ma
     names, records = _copy_records(table, rows)
     raw = session.connection().connection.driver_connection
     await_only(raw.copy_records_to_table(table.name, records=records, columns=names))  # type: ignore[union-attr]
+
+
+@functools.cache
+def _record_types(table: Table, dialect: Dialect) -> dict[str, str]:
+    """Each column's SQL type as `jsonb_to_recordset` declares it."""
+    return {column.name: column.type.compile(dialect=dialect) for column in table.columns}
+
+
+_CHANGE_BOOKKEEPING: Final = frozenset({"version", "updated_at"})
+
+
+async def update_changed(session: AsyncSession, records: Sequence[Any]) -> list[Any]:
+    """Writes the column changes of loaded records of one versioned model (`version`,
+    `updated_at`) with one UPDATE per set of changed columns, their values in one JSON document,
+    and leaves each record clean, holding what was written; the records that changed.
+
+    The ORM writes each record with an UPDATE of its own: with the version check it needs each
+    row's count, which asyncpg does not give for a batch, and each statement fires the table's
+    statement triggers again (1,000 changed contacts took ~1 s, one statement takes ~70 ms). The
+    version check stays: a row another transaction changed meanwhile fails them all, as the
+    ORM's StaleDataError would."""
+    if not records:
+        return []
+    mapper = inspect(records[0]).mapper
+    table = mapper.local_table
+    columns = {column.name for column in table.columns} - _CHANGE_BOOKKEEPING
+    groups: dict[tuple[str, ...], list[tuple[Any, dict[str, Any]]]] = {}
+    for record in dict.fromkeys(records):  # a record two keys matched is written once
+        state = inspect(record)
+        changed = {
+            name: state.dict[name]
+            for name, before in state.committed_state.items()
+            if name in columns and state.dict.get(name) != before
+        }
+        if changed:
+            groups.setdefault(tuple(sorted(changed)), []).append((record, changed))
+    if not groups:
+        return []
+    dialect = session.get_bind().dialect
+    quote = dialect.identifier_preparer.quote
+    types = _record_types(table, dialect)
+    now = datetime.now(UTC)
+    changed_records = []
+    for names, members in groups.items():
+        declared = ", ".join(f"{quote(name)} {types[name]}" for name in ("id", "version", *names))
+        assignments = ", ".join(f"{quote(name)} = source.{quote(name)}" for name in names)
+        statement = text(
+            f"UPDATE {quote(table.name)} AS target SET {assignments}, updated_at = :now, "
+            f"version = target.version + 1 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS source({declared}) "
+            "WHERE target.organization_id = :organization_id AND target.id = source.id "
+            "AND target.version = source.version"
+        )
+        rows = [{"id": record.id, "version": record.version, **changed} for record, changed in members]
+        organization_ids = {record.organization_id for record, _ in members}
+        if len(organization_ids) != 1:
+            raise ValueError("update_changed writes one organisation's records at a time")
+        # On the connection: the session would flush the very changes this writes, one by one.
+        result = await (await session.connection()).execute(
+            statement,
+            {"rows": _json_dumps(jsonable(rows)), "now": now, "organization_id": organization_ids.pop()},
+        )
+        if result.rowcount != len(members):
+            raise StaleDataError(
+                f"{table.name}: {len(members) - result.rowcount} of {len(members)} rows changed since they were read"
+            )
+        for record, changed in members:
+            for name, value in changed.items():
+                set_committed_value(record, name, value)
+            set_committed_value(record, "version", record.version + 1)
+            set_committed_value(record, "updated_at", now)
+            changed_records.append(record)
+    return changed_records

@@ -573,9 +573,7 @@ async def write_chunk(
     if data_import.entity == "contacts":
         for _, record in plan.new:
             record.source = ContactSource.import_
-    await records.insert_new(session, principal, kind, plan)
-    await session.flush()  # the matched records' new versions, for their events
-    await records.announce_updates(session, principal, kind, plan)
+    await records.write_plan(session, principal, kind, plan)
     for row, result in zip(rows, plan.results, strict=True):
         if result is None:
             continue

@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import audit, csv_export, events, text_search
-from app.core.db import any_of, copy_rows, insert_values, lock_for_transaction
+from app.core.db import any_of, copy_rows, insert_values, lock_for_transaction, update_changed
 from app.core.enums import AuditAction, CustomFieldEntity
 from app.core.errors import Conflict, DomainError, FieldError, NotFound, PreconditionFailed, ValidationFailed
 from app.core.pagination import MAX_LIMIT, Keyset, Page
@@ -666,36 +666,38 @@ async def plan_batch(
 
     await rules.prefetch(session, principal, [changes[i] for i in bodies if results[i] is None])
     plan: BatchPlan[M] = BatchPlan(results, [], [])
-    for index, body in bodies.items():
-        if results[index] is not None:
-            continue
-        try:
-            key = key_of.get(index)
-            matched = found[key[0]].get(key[1], []) if key else []
-            if matched and mode == "skip_duplicates":
-                results[index] = _skipped(index, f"a {kind.label} with this {key[0]} exists", matched[0].id)  # type: ignore[index]
+    # The matched records change in memory only: `write_plan` writes them together.
+    with session.no_autoflush:
+        for index, body in bodies.items():
+            if results[index] is not None:
                 continue
-            if len(matched) > 1:
-                raise Conflict(f"{len(matched)} {kind.label} records have this {key[0]}: use external_id")  # type: ignore[index]
-            if matched and mode == "create" and key[0] == "external_id":  # type: ignore[index]
-                raise Conflict(f"A {kind.label} with this external_id exists: {matched[0].id}")
-            if matched:
-                record = matched[0]
-                if record.id not in visible:
-                    raise Conflict(f"A {kind.label} with this {key[0]} exists that you cannot see")  # type: ignore[index]
-                if record.archived_at is not None:
-                    raise Conflict(f"The {kind.label} {record.id} is archived; restore it first")
-                before = audit.snapshot(record)
-                if mode == "create" and fold_on_email is not None:
-                    fold_on_email(record, await rules.build(session, principal, body))
+            try:
+                key = key_of.get(index)
+                matched = found[key[0]].get(key[1], []) if key else []
+                if matched and mode == "skip_duplicates":
+                    results[index] = _skipped(index, f"a {kind.label} with this {key[0]} exists", matched[0].id)  # type: ignore[index]
+                    continue
+                if len(matched) > 1:
+                    raise Conflict(f"{len(matched)} {kind.label} records have this {key[0]}: use external_id")  # type: ignore[index]
+                if matched and mode == "create" and key[0] == "external_id":  # type: ignore[index]
+                    raise Conflict(f"A {kind.label} with this external_id exists: {matched[0].id}")
+                if matched:
+                    record = matched[0]
+                    if record.id not in visible:
+                        raise Conflict(f"A {kind.label} with this {key[0]} exists that you cannot see")  # type: ignore[index]
+                    if record.archived_at is not None:
+                        raise Conflict(f"The {kind.label} {record.id} is archived; restore it first")
+                    before = audit.snapshot(record)
+                    if mode == "create" and fold_on_email is not None:
+                        fold_on_email(record, await rules.build(session, principal, body))
+                    else:
+                        await rules.apply(session, principal, record, body)
+                    plan.existing.append((index, record, before))
                 else:
-                    await rules.apply(session, principal, record, body)
-                plan.existing.append((index, record, before))
-            else:
-                create_body = body if mode != "upsert" else as_create(rules.create_schema, changes[index])
-                plan.new.append((index, await rules.build(session, principal, create_body)))
-        except DomainError as error:
-            results[index] = failed_result(index, error)
+                    create_body = body if mode != "upsert" else as_create(rules.create_schema, changes[index])
+                    plan.new.append((index, await rules.build(session, principal, create_body)))
+            except DomainError as error:
+                results[index] = failed_result(index, error)
     return plan
 
 
@@ -737,10 +739,17 @@ async def write_batch(
             [error for result in failed for error in field_errors(result)],
             detail=f"{len(failed)} of {len(items)} records failed; nothing was written (atomic)",
         )
-    await insert_new(session, principal, kind, plan)
-    await session.flush()  # the matched records' new versions, for their events
-    await announce_updates(session, principal, kind, plan)
+    await write_plan(session, principal, kind, plan)
     return [r for r in plan.results if r is not None]
+
+
+async def write_plan(session: AsyncSession, principal: Principal, kind: RecordType[Any], plan: BatchPlan[Any]) -> None:
+    """Writes a planned batch: the matched records' changes set-based (before anything else
+    flushes them one by one), the new records with COPY, then the results, audit rows and events."""
+    await update_changed(session, [record for _, record, _ in plan.existing])
+    await insert_new(session, principal, kind, plan)
+    await session.flush()
+    await announce_updates(session, principal, kind, plan)
 
 
 async def insert_new(session: AsyncSession, principal: Principal, kind: RecordType[Any], plan: BatchPlan[Any]) -> None:
