@@ -15,13 +15,42 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError as PydanticValidationError
 from rich.console import Console
 
-from app.core.errors import DomainError
+from app.core.errors import DomainError, ValidationFailed
 from app.core.settings import get_settings
 
 cli = typer.Typer(help="Rapport, a headless CRM.", no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[red]{message}[/]", highlight=False)
+    return typer.Exit(code)
+
+
+def _problem(error: DomainError) -> str:
+    """A refusal as a person at a terminal reads it: field names without the API's `body.`."""
+    if isinstance(error, ValidationFailed):
+        return "; ".join(
+            f"{'.'.join(str(part) for part in e.loc if part != 'body') or 'input'}: {e.msg}" for e in error.errors
+        )
+    return error.detail
+
+
+def _invalid_options(error: PydanticValidationError) -> str:
+    return "; ".join(f"--{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors())
+
+
+def _writable_target(path: Path, option: str) -> None:
+    """Refused before any work: a file that cannot be written would be found out after it."""
+    if not path.parent.is_dir():
+        raise _fail(f"{option}: the folder {path.parent} does not exist", 2)
+    if path.is_dir():
+        raise _fail(f"{option}: {path} is a folder", 2)
+
+
 RESTART_BACKOFF_SECONDS = (1, 2, 5, 10, 30)
 
 HostOption = Annotated[str | None, typer.Option(help="Interface to listen on (RAPPORT_API_HOST)")]
@@ -208,8 +237,7 @@ def create_org(
     try:
         organization_id, user_id = asyncio.run(create())
     except DomainError as error:
-        console.print(f"[red]{error.detail}[/]")
-        raise typer.Exit(1) from error
+        raise _fail(_problem(error)) from error
     typer.echo(json.dumps({"organization_id": organization_id, "user_id": user_id}))
 
 
@@ -238,13 +266,19 @@ def import_file(
     from app.services import imports, organizations
 
     try:
-        data = ImportCreate.model_validate(
-            {"entity": entity, "mode": mode, "mapping": json.loads(mapping.read_text()) if mapping else None}
-        )
+        mapped = json.loads(mapping.read_text()) if mapping else None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise _fail(f"--mapping: {mapping} is not a JSON object ({error})", 2) from error
+    try:
+        data = ImportCreate.model_validate({"entity": entity, "mode": mode, "mapping": mapped})
+    except PydanticValidationError as error:
+        raise _fail(_invalid_options(error), 2) from error
+    try:
         organization_id = uuid.UUID(org) if org else None
     except ValueError as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(2) from error
+        raise _fail(f"--org: {org!r} is not an organisation id", 2) from error
+    if errors is not None:
+        _writable_target(errors, "--errors")
 
     async def run() -> tuple[DataImport, int]:
         collector.tune_for_bulk_work()
@@ -274,12 +308,20 @@ def import_file(
             job.result()
             written = 0
             if errors is not None:
-                async with sessions() as session:
-                    lines = await imports.issues_csv(session, principal, created.id, sessions)
-                    with errors.open("w", encoding="utf-8", newline="") as output:
-                        async for line in lines:
-                            output.write(line)
-                            written += 1
+                try:
+                    async with sessions() as session:
+                        lines = await imports.issues_csv(session, principal, created.id, sessions)
+                        with errors.open("w", encoding="utf-8", newline="") as output:
+                            async for line in lines:
+                                output.write(line)
+                                written += 1
+                except OSError as error:
+                    # The rows are written: say so, rather than invite a second run.
+                    console.print(
+                        f"[red]The import is {state.status}, but {errors} could not be written ({error}); "
+                        f"the rows are at GET /api/v1/imports/{state.id}/errors[/]"
+                    )
+                    written = 0
             return state, max(written - 1, 0)
         finally:
             await engine.dispose()
@@ -287,8 +329,7 @@ def import_file(
     try:
         state, error_rows = asyncio.run(run())
     except DomainError as error:
-        console.print(f"[red]{error.detail}[/]")
-        raise typer.Exit(1) from error
+        raise _fail(_problem(error)) from error
     summary = Table(title=f"{file.name}: {state.status}")
     counts = ("total", "created", "updated", "unchanged", "skipped", "failed", "companies_created")
     for name in counts:
@@ -326,14 +367,17 @@ def export(
 
     kinds: dict[str, records.RecordType[Any]] = {"contacts": contacts.CONTACTS, "companies": companies.COMPANIES}
     if entity not in kinds:
-        console.print(f"[red]--entity must be one of {', '.join(kinds)}[/]")
-        raise typer.Exit(2)
+        raise _fail(f"--entity must be one of {', '.join(kinds)}", 2)
     try:
         organization_id = uuid.UUID(org)
+    except ValueError as error:
+        raise _fail(f"--org: {org!r} is not an organisation id", 2) from error
+    try:
         query = records.FindQuery(filter=json.loads(filter_json) if filter_json else None, q=q, archived=archived)
     except ValueError as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(2) from error
+        raise _fail(f"--filter: not JSON ({error})", 2) from error
+    _writable_target(output, "--output")
+    partial = output.with_name(output.name + ".partial")
 
     async def run() -> int:
         engine = create_engine(get_settings(), pool_size=1)
@@ -342,20 +386,22 @@ def export(
             async with create_session_factory(engine)() as session:
                 principal = await organizations.operator_principal(session, organization_id)
                 columns, rows = await records.export_rows(session, principal, kinds[entity], query)
-                with output.open("w", encoding="utf-8", newline="") as file:
+                # Written aside and renamed at the end: a refused filter leaves no half file.
+                with partial.open("w", encoding="utf-8", newline="") as file:
                     file.write(csv_export.header(columns))
                     async for row in rows:
                         file.write(csv_export.line(row.get(column) for column in columns))
                         written += 1
+                partial.replace(output)
         finally:
+            partial.unlink(missing_ok=True)
             await engine.dispose()
         return written
 
     try:
         written = asyncio.run(run())
     except DomainError as error:
-        console.print(f"[red]{error.detail}[/]")
-        raise typer.Exit(1) from error
+        raise _fail(_problem(error)) from error
     console.print(f"Wrote {written} {entity} to {output}")
 
 

@@ -63,3 +63,19 @@ def test_export_refuses_bad_arguments(settings: Settings, tmp_path: Path) -> Non
         settings, "--entity", "contacts", "--org", "00000000-0000-7000-8000-000000000000", "--output", output
     )
     assert no_org.returncode == 1 and "active owner" in no_org.stderr
+
+
+def test_export_leaves_no_file_when_it_is_refused(settings: Settings, tenant: Tenant, tmp_path: Path) -> None:
+    output = tmp_path / "x.csv"
+    unknown_field = _export(
+        settings, "--entity", "contacts", "--org", tenant.organization_id, "--output", str(output),
+        "--filter", '{"field": "shoe_size", "op": "eq", "value": 42}',
+    )  # fmt: skip
+    assert unknown_field.returncode == 1 and "shoe_size" in unknown_field.stderr
+    assert list(tmp_path.iterdir()) == []
+    missing_folder = _export(
+        settings, "--entity", "contacts", "--org", tenant.organization_id,
+        "--output", str(tmp_path / "missing" / "x.csv"),
+    )  # fmt: skip
+    assert missing_folder.returncode == 2 and "does not exist" in missing_folder.stderr
+    assert "Traceback" not in missing_folder.stderr

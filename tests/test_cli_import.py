@@ -60,3 +60,33 @@ def test_import_refuses_bad_arguments(tmp_path: Path) -> None:
         tmp_path, str(source), "--entity", "contacts", "--org", "01a00000-0000-7000-8000-000000000000"
     )
     assert unknown_org.returncode == 1 and "No organisation" in unknown_org.stderr
+
+
+def test_import_names_the_option_or_file_at_fault_before_importing(tmp_path: Path) -> None:
+    source = tmp_path / "a.csv"
+    source.write_text("email\na@example.com\n")
+    bad_json = tmp_path / "mapping.json"
+    bad_json.write_text('{"email": "email",\n')
+    cases = [
+        (["--mapping", str(bad_json)], f"--mapping: {bad_json} is not a JSON object"),
+        (["--org", "not-a-uuid"], "--org: 'not-a-uuid' is not an organisation id"),
+        (
+            ["--errors", str(tmp_path / "missing" / "e.csv")],
+            f"--errors: the folder {tmp_path / 'missing'} does not exist",
+        ),
+    ]
+    for extra, message in cases:
+        refused = _import(tmp_path, str(source), "--entity", "contacts", *extra)
+        assert refused.returncode == 2, refused.stderr
+        assert message in refused.stderr.replace("\n", "") and "Traceback" not in refused.stderr
+    wrong_entity = _import(tmp_path, str(source), "--entity", "widgets")
+    assert wrong_entity.returncode == 2 and "--entity:" in wrong_entity.stderr
+    assert "errors.pydantic.dev" not in wrong_entity.stderr
+
+
+async def test_import_reports_a_file_without_rows_without_the_apis_field_names(tenant: Tenant, tmp_path: Path) -> None:
+    source = tmp_path / "header.csv"
+    source.write_text("email\n")
+    refused = _import(tmp_path, str(source), "--entity", "contacts", "--org", tenant.organization_id)
+    assert refused.returncode == 1
+    assert "file: The file has a header but no rows" in refused.stderr and "body." not in refused.stderr
