@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import uuid
@@ -654,3 +655,23 @@ async def test_the_sweep_runs_every_lost_import_though_one_of_them_breaks(
     assert [contact["email"] for contact in await _contacts(client, tenant)] == ["b@example.com"]
     [call] = log.calls
     assert (call.method_name, call.args, call.kwargs["import_id"]) == ("exception", ("import_run_failed",), str(broken))
+
+
+async def test_a_cancel_waits_for_the_chunk_being_written_and_answers_its_counts(
+    client: httpx.AsyncClient, tenant: Tenant, app: Any
+) -> None:
+    created = await _upload(client, tenant, b"email\na@example.cn\n")
+    import_id = uuid.UUID(created.json()["id"])
+    async with app.state.session_factory() as chunk, chunk.begin():
+        # A chunk in flight: it holds the import's row until it commits its counts.
+        await chunk.execute(
+            update(DataImport)
+            .where(DataImport.id == import_id)
+            .values(status="running", processed=5000, created=4990, skipped=10)
+        )
+        cancel = asyncio.create_task(client.post(f"/api/v1/imports/{import_id}/cancel", headers=tenant.headers))
+        await asyncio.sleep(0.3)
+        assert not cancel.done()
+    reply = await cancel
+    assert reply.status_code == 200, reply.text
+    assert (reply.json()["status"], reply.json()["processed"], reply.json()["created"]) == ("cancelled", 5000, 4990)

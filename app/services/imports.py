@@ -227,15 +227,18 @@ async def _settle_mapping(
     return mapping
 
 
-async def get_import(session: AsyncSession, principal: Principal, import_id: uuid.UUID) -> DataImport:
-    data_import = await _repository(session, principal).get(import_id)
+async def get_import(
+    session: AsyncSession, principal: Principal, import_id: uuid.UUID, *, for_update: bool = False
+) -> DataImport:
+    data_import = await _repository(session, principal).get(import_id, for_update=for_update)
     principal.require_requester(data_import.requested_by_id, "imports")
     return data_import
 
 
 async def cancel_import(session: AsyncSession, principal: Principal, import_id: uuid.UUID) -> DataImport:
-    """Stops the import after the chunk being written; the rows already written stay."""
-    data_import = await get_import(session, principal, import_id)
+    """Stops the import after the chunk being written; the rows already written stay. The lock
+    waits for that chunk's commit, so the reply's counters are the import's last."""
+    data_import = await get_import(session, principal, import_id, for_update=True)
     if data_import.status not in ("pending", "running"):
         raise Conflict(f"The import is {data_import.status}")
     data_import.status = "cancelled"
