@@ -449,6 +449,12 @@ async def test_with_the_merge_rule_a_create_import_fills_in_the_email_twin(
     [contact] = await _contacts(client, tenant)
     assert contact["id"] == existing.json()["id"]
     assert (contact["first_name"], contact["last_name"], contact["title"]) == ("娜", "李", "主管")
+    # Recorded as POST /contacts records it: a merge, not an update.
+    merged = await client.get("/api/v1/events", headers=tenant.headers, params={"type": "contact.merged"})
+    assert [e["entity_id"] for e in merged.json()["items"]] == [contact["id"]]
+    assert merged.json()["items"][0]["changes"]["merged_ids"]["after"] == ["(new)"]
+    trail = await client.get(f"/api/v1/contacts/{contact['id']}/history", headers=tenant.headers)
+    assert [entry["action"] for entry in trail.json()["items"]] == ["merge", "create"]
 
 
 async def test_owners_are_given_by_email_and_unknown_ones_fail_the_row(

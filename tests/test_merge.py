@@ -154,6 +154,20 @@ async def test_the_organisation_can_merge_e_mail_duplicates_on_create(
     listed = await client.get("/api/v1/contacts", headers=tenant.headers, params={"email": "wei@example.cn"})
     assert [c["id"] for c in listed.json()["items"]] == [first["id"]]
 
+    batch = await client.post(
+        "/api/v1/contacts/batch",
+        headers=tenant.headers,
+        json={"mode": "create", "records": [{"email": "Wei@Example.cn", "city": "上海"}, {"email": "new@example.cn"}]},
+    )
+    assert [(r["status"], r["id"] == first["id"]) for r in batch.json()["results"]] == [
+        ("updated", True),
+        ("created", False),
+    ]
+    events = (await client.get("/api/v1/events", headers=tenant.headers, params={"type": "contact.merged"})).json()
+    assert [e["entity_id"] for e in events["items"]] == [first["id"], first["id"]]
+    listed = await client.get("/api/v1/contacts", headers=tenant.headers, params={"email": "wei@example.cn"})
+    assert [(c["id"], c["city"]) for c in listed.json()["items"]] == [(first["id"], "上海")]
+
 
 async def test_a_merged_record_takes_no_new_links_and_is_not_restored(
     client: httpx.AsyncClient, tenant: Tenant

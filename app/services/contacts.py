@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement
@@ -365,7 +365,17 @@ CONTACT_BATCHES: records.BatchRules[Contact] = records.BatchRules(
 async def write_contacts(
     session: AsyncSession, principal: Principal, *, mode: str, items: list[dict[str, Any]], atomic: bool
 ) -> list[records.BatchResult]:
-    return await records.write_batch(session, principal, CONTACT_BATCHES, mode=mode, items=items, atomic=atomic)
+    fold = await email_fold(session, principal) if mode == "create" else None
+    return await records.write_batch(
+        session, principal, CONTACT_BATCHES, mode=mode, items=items, atomic=atomic, fold_on_email=fold
+    )
+
+
+async def email_fold(session: AsyncSession, principal: Principal) -> Callable[[Contact, Contact], None] | None:
+    """How a batch or import creating contacts treats an e-mail a contact already has: folded into
+    it when the organisation merges e-mail duplicates (as POST does), else nothing."""
+    organization = await session.get(Organization, principal.organization_id)
+    return fold_into if organization is not None and organization.merge_email_duplicates else None
 
 
 async def _refresh_after_merge(session: AsyncSession, principal: Principal, contact: Contact) -> None:

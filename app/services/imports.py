@@ -49,7 +49,6 @@ from app.core.tabular import FileFormat, Limits, Row, Table, TableError
 from app.models.base import utcnow
 from app.models.company import Company
 from app.models.data_import import DataImport, ImportIssue
-from app.models.organization import Organization
 from app.schemas.custom_field import CustomFieldCreate
 from app.schemas.data_import import ImportCreate
 from app.services import auth, contacts, custom_fields, deal_imports, import_checks, records, users
@@ -560,8 +559,7 @@ async def write_chunk(
 
     fold = None
     if data_import.entity == "contacts" and data_import.mode == "create":
-        organization = await session.get(Organization, principal.organization_id)
-        fold = contacts.fold_into if organization is not None and organization.merge_email_duplicates else None
+        fold = await contacts.email_fold(session, principal)
     plan = await records.plan_batch(
         session,
         principal,

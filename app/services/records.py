@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -589,6 +590,8 @@ class BatchPlan(Generic[M]):
     results: list[BatchResult | None]
     new: list[tuple[int, Any]]
     existing: list[tuple[int, Any, audit.Snapshot]]
+    # The indexes of new records folded into an existing one by the e-mail merge rule.
+    folded: set[int] = dataclasses.field(default_factory=set)
 
 
 async def plan_batch(
@@ -674,6 +677,9 @@ async def plan_batch(
             try:
                 key = key_of.get(index)
                 matched = found[key[0]].get(key[1], []) if key else []
+                if key and key[0] == "email" and mode == "create" and fold_on_email is not None:
+                    # As POST does: the first live contact the caller sees with it, else a new one.
+                    matched = [record for record in matched if record.archived_at is None and record.id in visible][:1]
                 if matched and mode == "skip_duplicates":
                     results[index] = _skipped(index, f"a {kind.label} with this {key[0]} exists", matched[0].id)  # type: ignore[index]
                     continue
@@ -690,6 +696,7 @@ async def plan_batch(
                     before = audit.snapshot(record)
                     if mode == "create" and fold_on_email is not None:
                         fold_on_email(record, await rules.build(session, principal, body))
+                        plan.folded.add(index)
                     else:
                         await rules.apply(session, principal, record, body)
                     plan.existing.append((index, record, before))
@@ -708,14 +715,19 @@ def _skipped(index: int, reason: str, record_id: uuid.UUID | None = None) -> Bat
 async def announce_updates(
     session: AsyncSession, principal: Principal, kind: RecordType[Any], plan: BatchPlan[Any]
 ) -> None:
-    """The matched records' results, with an audit row and event for each that changed (flushed)."""
+    """The matched records' results, with an audit row and event for each that changed (flushed).
+    A new record folded into its e-mail twin is announced as `POST` announces it: a merge."""
     deltas = [(index, record, audit.diff(before, audit.snapshot(record))) for index, record, before in plan.existing]
-    await kind.written(session, principal, [record for _, record, delta in deltas if delta])
+    touched = [record for index, record, delta in deltas if delta or index in plan.folded]
+    await kind.written(session, principal, touched)
     for index, record, delta in deltas:
-        if delta:
+        if index in plan.folded:
+            merged = delta | {"merged_ids": {"before": None, "after": ["(new)"]}}
+            announce(session, principal, kind, record, action=AuditAction.merge, event="merged", changes=merged)
+        elif delta:
             announce(session, principal, kind, record, action=AuditAction.update, event="updated", changes=delta)
         plan.results[index] = BatchResult(index=index, status="updated" if delta else "unchanged", id=record.id)
-    await kind.announced(session, principal, [record for _, record, delta in deltas if delta])
+    await kind.announced(session, principal, touched)
 
 
 async def write_batch(
@@ -726,13 +738,14 @@ async def write_batch(
     mode: str,
     items: Sequence[Mapping[str, Any]],
     atomic: bool,
+    fold_on_email: Callable[[M, M], None] | None = None,
 ) -> list[BatchResult]:
     """Creates (or upserts) up to BATCH_LIMIT records with one result each; a bad record fails
     alone unless `atomic`, when any failure writes nothing. Lookups (matches, owners, companies,
     custom field definitions) are made once for the batch; new rows are written with COPY and
     changed ones in one flush."""
     kind = rules.kind
-    plan = await plan_batch(session, principal, rules, mode=mode, items=items)
+    plan = await plan_batch(session, principal, rules, mode=mode, items=items, fold_on_email=fold_on_email)
     failed = [r for r in plan.results if r is not None]
     if atomic and failed:
         raise ValidationFailed(
