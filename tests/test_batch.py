@@ -40,6 +40,7 @@ async def test_create_reports_each_record_and_a_bad_one_fails_alone(
     assert [r["status"] for r in results] == ["created", "failed", "failed", "failed", "failed", "created"]
     assert [r["index"] for r in results] == list(range(6))
     assert ["body", "records", 1, "email"] in [e["loc"] for e in results[1]["problem"]["errors"]]
+    assert results[1]["problem"]["detail"].startswith("body.records.1.email: ")
     assert results[2]["problem"]["errors"][0] == {"loc": ["body", "records", 2, "company_id"], "msg": "no such company"}
     assert results[3]["problem"]["status"] == 422
     assert results[4]["problem"]["errors"][0]["loc"] == ["body", "records", 4, "owner_id"]

@@ -530,11 +530,12 @@ class BatchRules(Generic[M]):
 def failed_result(index: int, error: DomainError) -> BatchResult:
     problem = error.as_problem()
     if isinstance(error, ValidationFailed):
-        # Field locations inside the record: ["body", "records", index, field].
+        # Field locations inside the record: ["body", "records", index, field], the detail too.
         problem["errors"] = [
             {"loc": ["body", "records", index, *e.loc[1:]] if e.loc[:1] == ("body",) else list(e.loc), "msg": e.msg}
             for e in error.errors
         ]
+        problem["detail"] = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in problem["errors"])
     return BatchResult(index=index, status="failed", problem=problem)
 
 
