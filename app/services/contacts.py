@@ -169,7 +169,7 @@ async def create_or_merge_contact(
     fold_into(existing, await build_contact(session, principal, data))
     await session.flush()
     await CONTACTS.written(session, principal, [existing])
-    changes = audit.diff(before, audit.snapshot(existing)) | {"merged_ids": {"before": None, "after": ["(new)"]}}
+    changes = audit.diff(before, audit.snapshot(existing)) | records.folded_in()
     records.announce(session, principal, CONTACTS, existing, action=AuditAction.merge, event="merged", changes=changes)
     await CONTACTS.announced(session, principal, [existing])
     return existing, True

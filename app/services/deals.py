@@ -117,9 +117,7 @@ async def _check_company(session: AsyncSession, principal: Principal, company_id
     except NotFound as exc:
         raise ValidationFailed(FieldError(("body", "company_id"), f"no company with id {company_id}")) from exc
     if (survivor := company.merged_into_id) is not None:
-        raise ValidationFailed(
-            FieldError(("body", "company_id"), f"the company was merged into {survivor}: link to that id")
-        )
+        raise ValidationFailed(FieldError(("body", "company_id"), records.merged_link("company", survivor)))
     checked[(principal.id, company_id)] = True
 
 
@@ -143,7 +141,7 @@ async def _contact_links(
         if contact_id not in merged_into:
             reason = f"no contact with id {contact_id}"
         elif (survivor := merged_into[contact_id]) is not None:
-            reason = f"the contact was merged into {survivor}: link to that id"
+            reason = records.merged_link("contact", survivor)
         else:
             continue
         raise ValidationFailed(FieldError(("body", "contacts", index, "contact_id"), reason))

@@ -226,7 +226,7 @@ async def related_records(
             errors.append(FieldError(("body", field), f"no {label} with id {record_id}"))
             continue
         if (survivor := merged_into(found[field])) is not None:
-            errors.append(FieldError(("body", field), f"the {label} was merged into {survivor}: link to that id"))
+            errors.append(FieldError(("body", field), merged_link(label, survivor)))
     if errors:
         raise ValidationFailed(errors)
     return found
@@ -237,6 +237,16 @@ def merged_into(record: Any) -> uuid.UUID | None:
     any more: it would stay with the archived record, out of the survivor's sight."""
     survivor: uuid.UUID | None = getattr(record, "merged_into_id", None)
     return survivor
+
+
+def merged_link(label: str, survivor: uuid.UUID) -> str:
+    """Why a body may not name a merged record, at the field that names it."""
+    return f"the {label} was merged into {survivor}: link to that id"
+
+
+def folded_in() -> audit.Changes:
+    """The changes that say a new record was folded into its e-mail twin (the merge rule)."""
+    return {"merged_ids": {"before": None, "after": ["(new)"]}}
 
 
 async def initial_owner(
@@ -723,8 +733,8 @@ async def announce_updates(
     await kind.written(session, principal, touched)
     for index, record, delta in deltas:
         if index in plan.folded:
-            merged = delta | {"merged_ids": {"before": None, "after": ["(new)"]}}
-            announce(session, principal, kind, record, action=AuditAction.merge, event="merged", changes=merged)
+            changes = delta | folded_in()
+            announce(session, principal, kind, record, action=AuditAction.merge, event="merged", changes=changes)
         elif delta:
             announce(session, principal, kind, record, action=AuditAction.update, event="updated", changes=delta)
         plan.results[index] = BatchResult(index=index, status="updated" if delta else "unchanged", id=record.id)
@@ -744,7 +754,7 @@ async def write_batch(
     """Creates (or upserts) up to BATCH_LIMIT records with one result each; a bad record fails
     alone unless `atomic`, when any failure writes nothing. Lookups (matches, owners, companies,
     custom field definitions) are made once for the batch; new rows are written with COPY and
-    changed ones in one flush."""
+    changed ones with one UPDATE per set of changed columns (`write_plan`)."""
     kind = rules.kind
     plan = await plan_batch(session, principal, rules, mode=mode, items=items, fold_on_email=fold_on_email)
     failed = [r for r in plan.results if r is not None]
